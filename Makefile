@@ -1,0 +1,118 @@
+# circa — build, run and test. `make help` lists the targets.
+#
+# Sources: daemon/, adapters/, reports/ build into bin/circad; cli/ plus the same
+# library objects into bin/circa.  Tests declare what they link in their first
+# lines ("// uses: daemon/jcs daemon/buf"), so one module's tests build even while
+# another module is being rewritten.
+
+CC       ?= cc
+PKGS     := libuv libcjson libcurl libpq libcrypto libmosquitto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm -lpthread
+OPT      ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter $(OPT) \
+            -Idaemon -Iadapters -Ireports -Ibuild/gen $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS)
+BUILD    ?= build
+BIN      ?= bin
+Q        := @
+
+LIB_SRC  := $(filter-out daemon/main.c,$(wildcard daemon/*.c adapters/*.c reports/*.c))
+GEN_SRC  := build/gen/ewc_table.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/ewc_table.o
+CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+INTEG_SRC:= $(wildcard tests/integration/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BIN)/tests/%)
+INTEG_BIN:= $(INTEG_SRC:tests/integration/%.c=$(BIN)/tests/%)
+
+.PHONY: all deps run test test-unit test-integration asan valgrind bench stop clean help
+all: $(BIN)/circad $(BIN)/circa
+
+help:
+	@echo "make            build bin/circad and bin/circa"
+	@echo "make deps       install missing Debian 12 packages (apt-get)"
+	@echo "make run        private PostgreSQL under ./var, schema, demo data, circad in the foreground"
+	@echo "make test       unit and integration tests against a private PostgreSQL"
+	@echo "make asan       the same tests built with ASan+UBSan"
+	@echo "make valgrind   unit tests and circad under valgrind memcheck"
+	@echo "make bench      ingest benchmark (events/s, latency, ratio to COPY)"
+	@echo "make stop       stop a private cluster left behind"
+
+deps:
+	$(Q)scripts/deps.sh
+
+$(BUILD)/gen/ewc_table.c: schema/data/ewc.csv scripts/gen_ewc.sh
+	$(Q)mkdir -p $(@D) && scripts/gen_ewc.sh $< > $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB_OBJ) $(CLI_OBJ) $(BUILD)/daemon/main.o: | $(GEN_SRC)
+
+$(BIN)/circad: $(BUILD)/daemon/main.o $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/circa: $(CLI_OBJ) $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Each test names the modules it links: "// uses: daemon/buf daemon/jcs".
+test_uses = $(patsubst %,$(BUILD)/%.o,$(shell sed -n '1,5s|^// uses: ||p' $(1)))
+define TEST_RULE
+$(BIN)/tests/$(basename $(notdir $(1))): $(1) $(call test_uses,$(1)) | $(GEN_SRC)
+	@mkdir -p $$(@D)
+	@echo "  TEST    $$@"
+	$(Q)$$(CC) $$(CFLAGS) -Itests -o $$@ $(1) $(call test_uses,$(1)) $$(LDLIBS) -lcmocka
+endef
+$(foreach t,$(UNIT_SRC) $(INTEG_SRC),$(eval $(call TEST_RULE,$(t))))
+
+tests: $(UNIT_BIN) $(INTEG_BIN)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all tests
+	$(Q)scripts/test.sh
+
+test-unit: all $(UNIT_BIN)
+	$(Q)scripts/test.sh unit
+
+asan: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan BIN=bin/asan \
+	  OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined" all tests
+	$(Q)CIRCA_BIN=bin/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 scripts/test.sh
+
+valgrind: deps all tests
+	$(Q)CIRCA_VALGRIND=1 scripts/test.sh
+
+run: deps all
+	$(Q)scripts/run.sh
+
+bench: deps all
+	$(Q)$(MAKE) --no-print-directory bench-bins
+	$(Q)bench/run.sh
+
+stop:
+	$(Q)scripts/pg.sh stop
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Benchmark programs: every bench/*.c is one program linked with the library.
+BENCH_BIN := $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
+bench-bins: $(BENCH_BIN)
+$(BIN)/bench/%: bench/%.c $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@echo "  BENCH   $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
