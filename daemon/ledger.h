@@ -23,7 +23,9 @@ void ledger_hex(const uint8_t h[32], char out[65]);
 
 typedef struct {
     long long blocks, events;
-    long long first_bad_block_seq;   /* -1 when the chain verifies */
+    long long first_bad_block_seq;   /* -1 when the chain verifies; for events in no block the
+                                      * first such seq; for a wrong tenant head the last block's
+                                      * seq (0 when there is none) */
     char reason[256];                /* why the first bad block is bad */
     char head_hash[65];
 } ledger_verify_result_t;
@@ -31,7 +33,8 @@ typedef struct {
 /* Walks a tenant's chain in the database with blocking libpq (CLI use only, never in circad):
  * every block's prev link, Merkle root over its events (seq order) and hash, and the tenant
  * row's head. Returns 0 when it verifies, 1 when a block is broken (res says which), -1 on a
- * database error (err says which). */
+ * database error or an unknown tenant (err says which). When db is idle the walk runs in its
+ * own REPEATABLE READ READ ONLY transaction (one snapshot), rolled back before returning. */
 int ledger_verify_db(PGconn *db, const char *tenant, ledger_verify_result_t *res,
                      char *err, size_t errlen);
 
