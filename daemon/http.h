@@ -46,6 +46,8 @@ void http_req_log_events(http_req_t *r, long nevents);
 /* Per-request user slot, e.g. the router's route or the auth result. */
 void http_req_set_data(http_req_t *r, void *data);
 void *http_req_data(const http_req_t *r);
+/* n bytes of memory freed with the request (at http_respond), e.g. the router's params. */
+void *http_req_alloc(http_req_t *r, size_t n);
 
 /* Sends the answer and frees the request. extra_headers is NULL or "Name: value\r\n..."
  * lines. If the client went away meanwhile the answer is dropped; the call is still
