@@ -23,6 +23,8 @@ static const store_stmt_t stmts[] = {
     {"ins_arr", sql_arr},
     {"one", sql_one},
     {"sleep", "SELECT pg_sleep($1::float8)"},
+    {"session", "SELECT current_setting('application_name') || '|' || "
+                "(SELECT count(*) FROM pg_prepared_statements)"},
     {NULL, NULL},
 };
 
@@ -166,6 +168,7 @@ static void several_statements_commit_together(void **state)
     store_tx_exec(tx, "ins", 2, b, NULL, NULL);
     store_tx_exec(tx, "ins", 2, c, NULL, NULL);
     store_tx_exec(tx, "count", 2, range, NULL, NULL); /* sees its own inserts */
+    assert_int_equal(store_ready(f->s), 0);
     store_tx_submit(tx);
     assert_int_equal(o.done, 0);
     WAIT_UNTIL(f, o.done, 15000);
@@ -182,6 +185,11 @@ static void several_statements_commit_together(void **state)
     submit1(f, &n, "name", 1, "2", NULL);
     WAIT_UNTIL(f, n.done, 10000);
     assert_string_equal(n.value, "béta");
+    /* Every statement of the table was prepared on connect, under our application name. */
+    outcome_t sess = {0};
+    submit1(f, &sess, "session", 0, NULL, NULL);
+    WAIT_UNTIL(f, sess.done, 10000);
+    assert_string_equal(sess.value, "circad|7");
     store_stats_t st;
     store_stats(f->s, &st);
     assert_int_equal(st.connections, 2);
