@@ -461,6 +461,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     char ddl[128];
+    if (!getenv("CIRCA_TEST_DB")) return 0; /* setup already said why */
     snprintf(ddl, sizeof ddl, "DROP TABLE IF EXISTS %s", table);
     if (exec_blocking(ddl) != 0 && system("scripts/pg.sh start") == 0) exec_blocking(ddl);
     return 0;
