@@ -45,16 +45,10 @@ void problem_json(buf_t *out, int status, const char *type_slug, const char *tit
 static void send_problem(http_req_t *req, int status, const char *slug, const char *title,
                          const char *extra, const errlist_t *errs, const char *fmt, va_list ap)
 {
+    char text[1024]; /* details are one sentence; a longer one is cut, not lost entirely */
+    vsnprintf(text, sizeof text, fmt, ap);
     buf_t detail = BUF_INIT;
-    va_list cp;
-    va_copy(cp, ap);
-    int n = vsnprintf(NULL, 0, fmt, cp);
-    va_end(cp);
-    if (n > 0) {
-        buf_reserve(&detail, (size_t)n);
-        vsnprintf(detail.data, (size_t)n + 1, fmt, ap);
-        detail.len = (size_t)n;
-    }
+    buf_puts(&detail, text);
     /* Errors past ERRLIST_MAX were counted, not kept: the client must know the list is short. */
     if (errs && errs->dropped > 0)
         buf_printf(&detail, "%s%zu more errors not listed", detail.len ? "; " : "",
