@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <uv.h>
 
@@ -479,8 +480,13 @@ int main(int argc, char **argv)
     if (lg.dup_only)
         fprintf(stderr, "loadgen: %llu answers were 200 (every event a duplicate): reuse of "
                         "--id-prefix?\n", lg.dup_only);
-    fprintf(stderr, "loadgen: %llu requests of %d event(s) on %d connection(s)\n", lg.requests,
-            lg.o.batch, lg.o.connections);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    fprintf(stderr, "loadgen: %s: %llu requests of %d event(s) on %d connection(s); loadgen used "
+            "%.2f s of CPU (%.1f%% of one core)\n", lg.o.scenario, lg.requests, lg.o.batch,
+            lg.o.connections, cpu, 100 * cpu / secs);
     printf("scenario=%s events=%llu seconds=%.3f events_per_s=%.1f p50_ms=%.3f p99_ms=%.3f "
            "errors=%llu\n", lg.o.scenario, lg.events, secs, (double)lg.events / secs,
            hist_quantile(&lg, 0.50), hist_quantile(&lg, 0.99), lg.errors);
