@@ -1,0 +1,8 @@
+/* api_ops — what operators and orchestrators call: /healthz, /readyz, /metrics. */
+#ifndef CIRCA_API_OPS_H
+#define CIRCA_API_OPS_H
+#include "app.h"
+
+void api_ops_register(app_t *app);
+
+#endif
