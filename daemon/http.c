@@ -707,6 +707,7 @@ static void on_connection(uv_stream_t *l, int status)
         return;
     }
     s->stats.accepted++;
+    uv_tcp_nodelay(&c->tcp, 1); /* answers are single writes; Nagle would only delay them */
     conn_set_state(c, CONN_IDLE);
     conn_read_start(c);
 }

@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "errlist.h"
 #include "http.h"
+#include "problem.h"
 
 #define NRESP 6
 #define RESP_MAX 8192
@@ -88,6 +90,16 @@ static void handler(http_req_t *req, void *ud)
         uv_timer_init(&fx->loop, &d->t);
         d->t.data = d;
         uv_timer_start(&d->t, on_delay, d->until_closed ? 10 : 50, 10);
+        return;
+    }
+    if (strcmp(http_req_path(req), "/problem") == 0) {
+        errlist_t errs = ERRLIST_INIT;
+        errlist_add(&errs, 3, "quantity.unit", "unknown unit '%s'", "to\"ns");
+        errlist_add(&errs, -1, "", "batch too large");
+        errs.dropped = 7;
+        problem_send_errors(req, 422, "invalid-event", "Invalid event", &errs,
+                            "%d of %d events are invalid", 2, 50);
+        errlist_free(&errs);
         return;
     }
     if (strcmp(http_req_path(req), "/logme") == 0) {
@@ -648,6 +660,25 @@ static void one_log_line_per_request_without_secrets(void **state)
     free(fx);
 }
 
+static void client_problem(fx_t *fx)
+{
+    get_one(fx, "GET /problem HTTP/1.1\r\n\r\n", 0);
+}
+
+static void problem_errors_body(void **state)
+{
+    fx_t *fx = run(NULL, client_problem);
+    assert_ptr_equal(strstr(fx->resp[0], "HTTP/1.1 422 Unprocessable Entity\r\n"), fx->resp[0]);
+    assert_non_null(strstr(fx->resp[0], "Content-Type: application/problem+json\r\n"));
+    assert_string_equal(strstr(fx->resp[0], "\r\n\r\n") + 4,
+                        "{\"type\":\"/problems/invalid-event\",\"title\":\"Invalid event\","
+                        "\"status\":422,\"detail\":\"2 of 50 events are invalid; 7 more errors "
+                        "not listed\",\"errors\":[{\"index\":3,\"field\":\"quantity.unit\","
+                        "\"message\":\"unknown unit 'to\\\"ns'\"},{\"field\":\"\","
+                        "\"message\":\"batch too large\"}]}");
+    free(fx);
+}
+
 static void pct_decode_is_strict(void **state)
 {
     char out[32];
@@ -701,6 +732,7 @@ int main(void)
         cmocka_unit_test(max_connections_closes_extra),
         cmocka_unit_test(stop_lets_inflight_request_finish),
         cmocka_unit_test(one_log_line_per_request_without_secrets),
+        cmocka_unit_test(problem_errors_body),
         cmocka_unit_test(pct_decode_is_strict),
         cmocka_unit_test(query_get_decodes),
     };
