@@ -203,13 +203,13 @@ static void migrate_refuses_an_applied_file_that_changed(void **state)
     if (saved) setenv("CIRCA_SCHEMA_DIR", saved, 1);
     else unsetenv("CIRCA_SCHEMA_DIR");
     free(saved);
-    assert_failed_with(&r, 1, "changed after it was applied");
-    run_free(&r);
-
     buf_t rm = BUF_INIT;
     buf_printf(&rm, "rm -rf '%s'", dir);
     assert_int_equal(system(rm.data), 0);
     buf_free(&rm);
+
+    assert_failed_with(&r, 1, "changed after it was applied");
+    run_free(&r);
 }
 
 /* libpq key='value' string for the test server with another database name. */
