@@ -23,6 +23,10 @@ int event_type_parse(const char *name, event_type_t *out);   /* 0 or -1 */
 #define EVENT_MAX_STRING 1000        /* any other string field */
 #define EVENT_MAX_EXT_BYTES 16384    /* ext, serialised */
 #define EVENT_MAX_DEPTH 16           /* nesting inside ext */
+#define EVENT_MAX_FUTURE_US (5 * 60 * INT64_C(1000000))   /* time may run this far ahead */
+
+/* event_parse's answer when the event is valid but its site is not the caller's (HTTP 403). */
+#define EVENT_FORBIDDEN (-2)
 
 /* What validation needs from the tenant's master data and the caller's key. Lookups return
  * 1 when found, 0 when not. Out-pointers stay valid while md does. */
@@ -53,6 +57,7 @@ typedef struct {
     double quantity_kg;       /* quantity converted to kg (0 when has_quantity is 0) */
     cJSON *json;              /* the normalised event as accepted, server fields removed */
     buf_t canon;              /* RFC 8785 canonical bytes of json */
+    char *aux;                /* owned: holds time_raw and a material taken from the product */
 } event_t;
 
 /* Splits a request body into a cJSON array of event objects: a JSON object, a JSON array or,
@@ -64,7 +69,10 @@ int event_body_split(const char *body, size_t len, int ndjson, cJSON **out, errl
 
 /* Validates and normalises one event object (obj is not modified). On success returns 0 and
  * fills ev (the caller frees it with event_free); on failure returns -1 and adds every
- * problem found to errs with this index, ev left empty. */
+ * problem found to errs with this index, ev left empty. A valid event whose site belongs to
+ * another party than ctx->caller_party returns EVENT_FORBIDDEN (error on "site"); an event
+ * both invalid and forbidden returns -1. ev->material may come from the product's bill of
+ * materials when the event names none (then it points into ev->aux, not json). */
 int event_parse(const cJSON *obj, int index, const event_ctx_t *ctx, event_t *ev, errlist_t *errs);
 void event_free(event_t *ev);
 
