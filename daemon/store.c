@@ -311,8 +311,11 @@ static void conn_timer_cb(uv_timer_t *t)
 
 static void conn_connect(conn_t *c)
 {
-    static const char *const keys[] = {"dbname", "application_name", NULL};
-    const char *vals[] = {c->s->conninfo, "circad", NULL};
+    /* Custom plans: a generic plan made while a table is nearly empty (a sequential scan)
+     * would be kept as the table grows to millions of rows. Options given in the
+     * connection string itself come after ours and win. */
+    static const char *const keys[] = {"options", "dbname", "application_name", NULL};
+    const char *vals[] = {"-c plan_cache_mode=force_custom_plan", c->s->conninfo, "circad", NULL};
     if (c->attempts++) c->s->reconnects++;
     conn_set_state(c, CONN_CONNECTING, c->attempts > 1 ? "reconnect" : "start");
     /* Names like localhost resolve inside this call; use host addresses to keep it quick. */
