@@ -1,5 +1,6 @@
 /* cli_db — finds and connects to PostgreSQL for the CLI, and applies schema migrations. */
 #include "cli_db.h"
+#include "dbconf.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -19,42 +20,9 @@
 /* Any fixed number: every migrator takes the same lock, so two never interleave. */
 #define MIGRATE_LOCK_KEY "7264382610"
 
-/* Appends a libpq key='value' pair, quoting as libpq's conninfo parser expects. */
-static void put_conn_kv(buf_t *b, const char *key, const char *val)
-{
-    buf_printf(b, "%s%s='", b->len ? " " : "", key);
-    for (const char *p = val; *p; p++) {
-        if (*p == '\'' || *p == '\\') buf_putc(b, '\\');
-        buf_putc(b, *p);
-    }
-    buf_putc(b, '\'');
-}
-
 char *cli_db_conninfo(char *err, size_t errlen)
 {
-    const char *url = getenv("DATABASE_URL");
-    if (url && *url) return xstrdup(url);
-
-    const char *data = getenv("CIRCA_DATA_DIR");
-    const char *port = getenv("CIRCA_PG_PORT");
-    if (!data || !*data) data = "./var";
-    if (!port || !*port) port = "54329";
-    buf_t path = BUF_INIT;
-    buf_printf(&path, "%s/pg", data);
-    char real[PATH_MAX];
-    if (!realpath(path.data, real)) {
-        snprintf(err, errlen, "no private PostgreSQL cluster at %s (%s); set DATABASE_URL",
-                 path.data, strerror(errno));
-        buf_free(&path);
-        return NULL;
-    }
-    buf_free(&path);
-    buf_t ci = BUF_INIT;
-    put_conn_kv(&ci, "host", real);
-    put_conn_kv(&ci, "port", port);
-    put_conn_kv(&ci, "user", "circa");
-    put_conn_kv(&ci, "dbname", "circa");
-    return buf_steal(&ci);
+    return dbconf_conninfo(err, errlen);
 }
 
 const char *cli_db_error(PGconn *db)

@@ -79,6 +79,8 @@ struct http_server {
     void *done_arg;
     http_stats_t stats;
     unsigned long next_id;
+    http_observer_fn observe;
+    void *observe_ud;
 };
 
 typedef struct {
@@ -579,6 +581,10 @@ static void conn_fail(conn_t *c, int status, const char *slug, const char *title
 
 static void log_request(const http_req_t *r, int status, size_t bytes_out, int dropped)
 {
+    http_server_t *srv = r->conn->srv;
+    if (srv->observe)
+        srv->observe(r->route ? r->route : "other", status,
+                     (double)(uv_hrtime() - r->start_ns) / 1e6, srv->observe_ud);
     if (!log_enabled(LOG_INFO)) return;
     buf_t f = BUF_INIT;
     const char *route = r->route ? r->route : r->path;
@@ -779,6 +785,12 @@ void http_server_stop(http_server_t *s, void (*done)(void *arg), void *arg)
 size_t http_server_connections(const http_server_t *s)
 {
     return s->nopen;
+}
+
+void http_server_observe(http_server_t *s, http_observer_fn fn, void *ud)
+{
+    s->observe = fn;
+    s->observe_ud = ud;
 }
 
 void http_server_stats(const http_server_t *s, http_stats_t *out)

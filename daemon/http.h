@@ -64,6 +64,10 @@ int http_query_get(const char *query, const char *key, char *out, size_t outlen)
 /* Percent-decodes n bytes of in into out (outlen >= n + 1). Returns length or -1. */
 int http_pct_decode(const char *in, size_t n, char *out, size_t outlen);
 
+/* Called for every answer, sent or dropped, with the route ("other" when none matched). */
+typedef void (*http_observer_fn)(const char *route, int status, double latency_ms, void *ud);
+void http_server_observe(http_server_t *s, http_observer_fn fn, void *ud);
+
 /* Counters for /metrics. */
 typedef struct {
     unsigned long long accepted, closed_idle, closed_slow, closed_limit, requests;

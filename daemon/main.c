@@ -96,6 +96,11 @@ static const store_stmt_t *all_statements(void)
     return all;
 }
 
+static void observe(const char *route, int status, double latency_ms, void *ud)
+{
+    stats_request(((app_t *)ud)->stats, route, status, latency_ms);
+}
+
 static void on_request(http_req_t *req, void *ud)
 {
     app_t *app = ud;
@@ -171,6 +176,7 @@ static int start(daemon_t *d)
                 app->cfg.listen_port, err);
         return -1;
     }
+    http_server_observe(app->http, observe, app);
     watch_signal(d, &d->sigint, SIGINT);
     watch_signal(d, &d->sigterm, SIGTERM);
     watch_signal(d, &d->sighup, SIGHUP);
