@@ -116,3 +116,8 @@ $(BIN)/bench/%: bench/%.c $(LIB_OBJ)
 	@mkdir -p $(@D)
 	@echo "  BENCH   $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Container image: build with podman (or docker), run against a test PostgreSQL.
+docker-test: all
+	$(Q)docker/test.sh
+.PHONY: docker-test bench-bins tests

@@ -82,17 +82,41 @@ static void config_load(app_config_t *c)
     }
 }
 
+/* Modules being written in parallel are referenced weakly until they have landed, so the
+ * daemon builds with or without them. */
+#define WEAK __attribute__((weak))
+extern void api_md_register(app_t *) WEAK;
+extern const store_stmt_t api_md_stmts[] WEAK;
+extern void api_epcis_register(app_t *) WEAK;
+extern const store_stmt_t api_epcis_stmts[] WEAK;
+extern void api_openapi_register(app_t *) WEAK;
+
+/* Every module that owns routes or statements: registered in this order. */
+static const struct {
+    void (*reg)(app_t *);
+    const store_stmt_t *stmts;
+} modules[] = {
+    {NULL, auth_stmts},
+    {NULL, tenants_stmts},
+    {NULL, ingest_stmts},
+    {api_ops_register, NULL},
+    {api_events_register, api_events_stmts},
+    {api_md_register, api_md_stmts},
+    {api_epcis_register, api_epcis_stmts},
+    {api_openapi_register, NULL},
+};
+#define NMODULES (sizeof modules / sizeof modules[0])
+
 /* Every module's named statements, prepared on each pool connection. */
 static const store_stmt_t *all_statements(void)
 {
-    const store_stmt_t *tables[] = {auth_stmts, tenants_stmts, ingest_stmts, api_events_stmts};
     size_t n = 0;
-    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
-        for (const store_stmt_t *s = tables[t]; s->name; s++) n++;
+    for (size_t m = 0; m < NMODULES; m++)
+        for (const store_stmt_t *s = modules[m].stmts; s && s->name; s++) n++;
     store_stmt_t *all = xcalloc(n + 1, sizeof *all);
     n = 0;
-    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
-        for (const store_stmt_t *s = tables[t]; s->name; s++) all[n++] = *s;
+    for (size_t m = 0; m < NMODULES; m++)
+        for (const store_stmt_t *s = modules[m].stmts; s && s->name; s++) all[n++] = *s;
     return all;
 }
 
@@ -165,8 +189,8 @@ static int start(daemon_t *d)
     app->ingest = ingest_new(app);
     app->stats = stats_new();
     app->router = router_new();
-    api_ops_register(app);
-    api_events_register(app);
+    for (size_t m = 0; m < NMODULES; m++)
+        if (modules[m].reg) modules[m].reg(app);
     http_limits_t lim;
     http_limits_default(&lim);
     lim.max_body_bytes = app->cfg.max_body;
