@@ -140,7 +140,8 @@ static void check_enum(const cJSON *v, const char *field, errlist_t *e,
     for (const char *const *a = allowed; *a; a++)
         if (strcmp(*a, v->valuestring) == 0) return;
     buf_t list = BUF_INIT;
-    for (const char *const *a = allowed; *a; a++) buf_printf(&list, "%s%s", a == allowed ? "" : ", ", *a);
+    for (const char *const *a = allowed; *a; a++)
+        buf_printf(&list, "%s%s", a == allowed ? "" : ", ", *a);
     errlist_add(e, -1, field, "unknown value '%.64s'; use one of %s", v->valuestring, list.data);
     buf_free(&list);
 }
@@ -436,7 +437,8 @@ typedef struct {
     const kind_t *kind;
     char tenant[65];
     char code[65];
-    long limit;
+    long limit;      /* a list's page size */
+    int at;          /* a GET asked for the version at a time */
 } call_t;
 
 static call_t *call_new(app_t *app, http_req_t *req, const kind_t *k, const char *tenant,
@@ -655,6 +657,9 @@ static void got(store_tx_t *tx, store_status_t st, void *arg)
                      "at is not a valid RFC 3339 time");
     else if (!r)
         api_store_failed(c->req, tx, st);
+    else if (PQntuples(r) == 0 && c->at)
+        problem_send(c->req, 404, "not-found", "Not found", NULL,
+                     "no %s with code '%s' at that time", c->kind->kind, c->code);
     else if (PQntuples(r) == 0)
         not_found(c->req, c->kind, c->code);
     else
@@ -761,6 +766,7 @@ static void md_get(app_t *app, http_req_t *req, const router_match_t *m,
     int has_at = query_at(req, at, sizeof at);
     if (has_at < 0) return;
     call_t *c = call_new(app, req, k, who->tenant, code);
+    c->at = has_at;
     const char *p[4] = {k->kind, who->tenant, code, at};
     store_tx_t *tx = store_tx_new(app->store, got, c);
     store_tx_exec(tx, has_at ? "md_get_at" : "md_get", has_at ? 4 : 3, p, NULL, NULL);
@@ -773,7 +779,9 @@ static int list_params(http_req_t *req, long *limit, char after[65])
     const char *q = http_req_query(req);
     char s[128];
     int n = http_query_get(q, "limit", s, sizeof s);
-    *limit = n == -1 ? MD_LIST_DEFAULT : n >= 1 && n <= 4 && digits(s, n) ? strtol(s, NULL, 10) : 0;
+    *limit = n == -1                             ? MD_LIST_DEFAULT
+             : n >= 1 && n <= 4 && digits(s, n) ? strtol(s, NULL, 10)
+                                                : 0;
     if (*limit < 1 || *limit > MD_LIST_MAX) {
         problem_send(req, 400, "invalid-query", "Invalid query parameter", NULL,
                      "limit must be a whole number from 1 to %d", MD_LIST_MAX);
