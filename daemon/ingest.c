@@ -1,6 +1,7 @@
 /* ingest — validation, idempotency and group commit of events (see ingest.h for the states). */
 #include "ingest.h"
 #include "buf.h"
+#include "codes.h"
 #include "ledger.h"
 #include "log.h"
 #include "pgarr.h"
@@ -22,11 +23,18 @@ const store_stmt_t ingest_stmts[] = {
     {"ingest_events",
      "INSERT INTO event (tenant_id, block_seq, recorded_time, id, seq, type, event_time, "
      "time_raw, site, from_site, to_site, material, ewc, operation, quantity_kg, item, lot, "
-     "product, corrects, canon) "
-     "SELECT $1, $2, now(), * FROM unnest($3::text[], $4::int8[], $5::text[], "
-     "$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
-     "$12::text[], $13::text[], $14::float8[], $15::text[], $16::text[], $17::text[], "
-     "$18::text[], $19::bytea[])"},
+     "product, corrects, canon, value_amount, currency, flags) "
+     "SELECT $1, $2, now(), u.id, u.seq, u.type, u.t, u.raw, u.site, u.from_site, u.to_site, "
+     "u.material, u.ewc, u.op, u.kg, u.item, u.lot, u.product, u.corrects, u.canon, u.value, "
+     "u.currency, coalesce(string_to_array(u.flags, ','), '{}') "
+     "FROM unnest($3::text[], $4::int8[], $5::text[], $6::timestamptz[], $7::text[], "
+     "$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], "
+     "$14::float8[], $15::text[], $16::text[], $17::text[], $18::text[], $19::bytea[], "
+     "$20::float8[], $21::text[], $22::text[]) AS u(id, seq, type, t, raw, site, from_site, "
+     "to_site, material, ewc, op, kg, item, lot, product, corrects, canon, value, currency, "
+     "flags)"},
+    /* Roll-ups, item lives, lineage and corrections of the group's events (005_derived.sql). */
+    {"ingest_derive", "SELECT circa_derive($1, $2, $3)"},
     {"ingest_block",
      "INSERT INTO ledger_block (tenant_id, seq, count, prev, root, time, hash) "
      "VALUES ($1, $2, $3, $4, $5, $6, $7)"},
@@ -45,6 +53,7 @@ typedef struct ireq {
     event_t *evs;
     int n;
     unsigned char *dup;    /* per event: already stored with the same content */
+    const char **flags;    /* per event: flags to store ("unbalanced"), or NULL */
     int ndup;
     int solo;              /* commit alone (its group failed for another reason) */
     int md_retried;
@@ -87,6 +96,7 @@ static void req_free(ireq_t *r)
     for (int i = 0; i < r->n; i++) event_free(&r->evs[i]);
     free(r->evs);
     free(r->dup);
+    free(r->flags);
     free(r->party);
     cJSON_Delete(r->arr);
     free(r);
@@ -333,15 +343,22 @@ static void start_check(ingest_t *ing, group_t *g)
 
 enum { COL_ID, COL_SEQ, COL_TYPE, COL_TIME, COL_TIME_RAW, COL_SITE, COL_FROM, COL_TO,
        COL_MATERIAL, COL_EWC, COL_OP, COL_KG, COL_ITEM, COL_LOT, COL_PRODUCT, COL_CORRECTS,
-       COL_CANON, NCOLS };
+       COL_CANON, COL_VALUE, COL_CURRENCY, COL_FLAGS, NCOLS };
 
 static const uint32_t col_oid[NCOLS] = {
     PGARR_TEXT, PGARR_INT8, PGARR_TEXT, PGARR_TIMESTAMPTZ, PGARR_TEXT, PGARR_TEXT, PGARR_TEXT,
     PGARR_TEXT, PGARR_TEXT, PGARR_TEXT, PGARR_TEXT, PGARR_FLOAT8, PGARR_TEXT, PGARR_TEXT,
-    PGARR_TEXT, PGARR_TEXT, PGARR_BYTEA};
+    PGARR_TEXT, PGARR_TEXT, PGARR_BYTEA, PGARR_FLOAT8, PGARR_TEXT, PGARR_TEXT};
 
-static void add_row(pgarr_t *cols, const event_t *e, int64_t seq)
+static void add_row(pgarr_t *cols, const event_t *e, const char *flags, int64_t seq)
 {
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(e->json, "value");
+    const cJSON *amount = cJSON_GetObjectItemCaseSensitive(value, "amount");
+    if (cJSON_IsNumber(amount)) pgarr_float8(&cols[COL_VALUE], amount->valuedouble);
+    else pgarr_null(&cols[COL_VALUE]);
+    pgarr_text(&cols[COL_CURRENCY],
+               cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(value, "currency")));
+    pgarr_text(&cols[COL_FLAGS], flags);
     pgarr_text(&cols[COL_ID], e->id);
     pgarr_int8(&cols[COL_SEQ], seq);
     pgarr_text(&cols[COL_TYPE], event_type_name(e->type));
@@ -372,7 +389,7 @@ static int64_t build_block(group_t *g, pgarr_t *cols, char root_hex[65], char ti
     for (ireq_t *r = g->reqs; r; r = r->next)
         for (int i = 0; i < r->n; i++) {
             if (r->dup[i]) continue;
-            add_row(cols, &r->evs[i], ++seq);
+            add_row(cols, &r->evs[i], r->flags ? r->flags[i] : NULL, ++seq);
             ledger_leaf_hash(r->evs[i].canon.data, r->evs[i].canon.len, leaves[n++]);
         }
     uint8_t root[32], hash[32];
@@ -412,6 +429,10 @@ static void start_commit(ingest_t *ing, group_t *g)
     store_tx_exec(tx, "ingest_events", 2 + NCOLS, vals, lens, fmts);
     const char *block[7] = {t->id, new_seq, count, t->head_hash, root, time, g->new_hash};
     store_tx_exec(tx, "ingest_block", 7, block, NULL, NULL);
+    char first_seq[24];
+    snprintf(first_seq, sizeof first_seq, "%lld", (long long)(t->head_seq + 1));
+    const char *derive[3] = {t->id, first_seq, new_seq};
+    store_tx_exec(tx, "ingest_derive", 3, derive, NULL, NULL);
     for (int c = 0; c < NCOLS; c++) pgarr_free(&cols[c]);
     g->started_us = (uint64_t)app_now_us();
     store_tx_submit(tx);
@@ -445,6 +466,27 @@ static void commit_ok(ingest_t *ing, group_t *g)
     free(g);
 }
 
+/* circa_violation's message is "<event id>\t<field>\t<text>": name the event and field. */
+static void refuse_rule(ireq_t *r, const char *msg)
+{
+    errlist_t errs = ERRLIST_INIT;
+    const char *tab1 = strchr(msg, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+    int index = -1;
+    char field[96] = "";
+    if (tab2) {
+        for (int i = 0; i < r->n && index < 0; i++)
+            if (strlen(r->evs[i].id) == (size_t)(tab1 - msg) &&
+                strncmp(r->evs[i].id, msg, (size_t)(tab1 - msg)) == 0)
+                index = i;
+        snprintf(field, sizeof field, "%.*s", (int)(tab2 - tab1 - 1), tab1 + 1);
+        msg = tab2 + 1;
+    }
+    errlist_add(&errs, index, field, "%.*s", (int)strcspn(msg, "\n"), msg);
+    answer(r, 422, "invalid-event", "Invalid event", &errs, NULL,
+           "an event breaks a rule of the ledger; nothing was stored");
+    errlist_free(&errs);
+}
+
 /* A failed commit wrote nothing. Decide what each request hears or where it goes next. */
 static void commit_failed(ingest_t *ing, group_t *g, store_tx_t *tx, store_status_t st)
 {
@@ -470,6 +512,10 @@ static void commit_failed(ingest_t *ing, group_t *g, store_tx_t *tx, store_statu
         pending_drop(q, r);
         if (st != STORE_SQL_ERROR) {
             answer_unavailable(r);
+            continue;
+        }
+        if (strcmp(state, "CA200") == 0) {
+            refuse_rule(r, store_tx_error(tx));
             continue;
         }
         log_msg(LOG_ERROR, "tenant %s: commit failed: SQLSTATE %s: %s", t->id, state,
@@ -568,6 +614,74 @@ static int repeated_ids(ireq_t *r, errlist_t *errs)
     return errs->n ? -1 : 0;
 }
 
+/* A corrected event's replacement is stored as an event of its own, right after it, so it
+ * has its own seq, leaf and roll-up contribution. */
+static void add_replacements(ireq_t *r, const event_ctx_t *ctx, errlist_t *errs)
+{
+    int n = r->n, extra = 0;
+    for (int i = 0; i < n; i++) extra += r->evs[i].type == EVT_CORRECTED;
+    if (!extra) return;
+    event_t *evs = xcalloc((size_t)(n + extra), sizeof *evs);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        evs[k++] = r->evs[i];
+        if (r->evs[i].type != EVT_CORRECTED) continue;
+        const cJSON *repl = cJSON_GetObjectItemCaseSensitive(r->evs[i].json, "replacement");
+        if (event_parse(repl, i, ctx, &evs[k], errs) == 0) k++;
+    }
+    free(r->evs);
+    r->evs = evs;
+    r->n = k;
+}
+
+/* kg of a {value, unit} quantity of a material; NAN when it cannot be known. */
+static double quantity_kg(tenant_t *t, const cJSON *q, const char *material)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(q, "value");
+    const codes_unit_t *u =
+        codes_unit_find(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(q, "unit")) ?: "");
+    if (!cJSON_IsNumber(v) || !u) return NAN;
+    if (!u->is_volume) return v->valuedouble * u->factor;
+    double *density = material ? strmap_get(&t->materials, material) : NULL;
+    return density ? v->valuedouble * u->factor * *density : NAN;
+}
+
+static double sum_kg(tenant_t *t, const cJSON *list)
+{
+    double kg = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, list) {
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "material"));
+        kg += quantity_kg(t, cJSON_GetObjectItemCaseSensitive(x, "quantity"), m);
+    }
+    return kg;
+}
+
+/* Transformations must balance: inputs = outputs + declared loss, within the tenant's
+ * tolerance. Strict tenants refuse the event; lenient ones store it flagged. */
+static void check_balances(ireq_t *r, errlist_t *errs)
+{
+    for (int i = 0; i < r->n; i++) {
+        const event_t *e = &r->evs[i];
+        if (e->type != EVT_TRANSFORMED) continue;
+        double in = sum_kg(r->t, cJSON_GetObjectItemCaseSensitive(e->json, "inputs"));
+        double out = sum_kg(r->t, cJSON_GetObjectItemCaseSensitive(e->json, "outputs"));
+        const cJSON *loss_q = cJSON_GetObjectItemCaseSensitive(e->json, "loss");
+        double loss = loss_q ? quantity_kg(r->t, loss_q, NULL) : 0;
+        double off = fabs(in - out - loss) / (in > 0 ? in : 1);
+        if (!(off > r->t->tolerance)) continue;   /* NAN never fails here: units were checked */
+        if (r->t->lenient) {
+            if (!r->flags) r->flags = xcalloc((size_t)r->n, sizeof *r->flags);
+            r->flags[i] = "unbalanced";
+            continue;
+        }
+        errlist_add(errs, i, "outputs",
+                    "mass does not balance: inputs %.6g kg, outputs %.6g kg, loss %.6g kg "
+                    "(%.2f %% off; the tenant's tolerance is %.2f %%)",
+                    in, out, loss, off * 100, r->t->tolerance * 100);
+    }
+}
+
 /* Parses every event; returns 0, or the HTTP status of the failure (errs filled). */
 static int parse_all(ireq_t *r, errlist_t *errs)
 {
@@ -581,10 +695,14 @@ static int parse_all(ireq_t *r, errlist_t *errs)
         int rc = event_parse(obj, i, &ctx, &r->evs[i], errs);
         i++;
         invalid += rc == -1;
-        forbidden += rc == -2;   /* EVENT_FORBIDDEN */
+        forbidden += rc == EVENT_FORBIDDEN;
     }
     if (invalid) return 422;
     if (forbidden) return 403;
+    add_replacements(r, &ctx, errs);
+    if (errs->n) return 422;
+    check_balances(r, errs);
+    if (errs->n) return 422;
     return repeated_ids(r, errs) ? 422 : 0;
 }
 
