@@ -261,7 +261,7 @@ static void hundred_transactions_over_two_connections(void **state)
 
 static void array_parameters_through_unnest(void **state)
 {
-    enum { N = 2000 };
+    enum { N = 20000 }; /* about 1 MB: more than a socket buffer, so PQflush must resume on writable */
     fixture_t *f = fixture_open(2, 8, NULL);
     wait_ready(f);
     pgarr_t a[5];
