@@ -5,6 +5,7 @@
 
 #include "cli_admin.h"
 #include "cli_db.h"
+#include "cli_import.h"
 
 /* A subcommand gets argv from its own name on and returns a CLI_EXIT_* code. It prints its
  * usage for --help (exit 0), one line on stderr and CLI_EXIT_USAGE for a bad invocation, one
@@ -20,6 +21,7 @@ static const cli_command_t commands[] = {
     {"tenants", cli_admin_tenants_main, "create a tenant with its admin key; list tenants"},
     {"keys", cli_admin_keys_main, "create, revoke and list API keys"},
     {"verify", cli_admin_verify_main, "check every tenant's ledger hash chain"},
+    {"import", cli_import_main, "send a CSV file to circad as events, through a column map"},
     {NULL, NULL, NULL},
 };
 
