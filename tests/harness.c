@@ -187,7 +187,7 @@ void th_daemon_spawn(th_daemon_t *d)
     if (!d->port) d->port = th_free_port();
     snprintf(d->base, sizeof d->base, "http://127.0.0.1:%d", d->port);
     log_path(d);
-    int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) fail_msg("harness: cannot open %s: %s", d->log, strerror(errno));
     dprintf(fd, "---- harness: starting circad on port %d\n", d->port);
     char circad[300];
@@ -314,7 +314,7 @@ void th_daemon_kill9(th_daemon_t *d)
 static int spawn_capture(char *const argv[], char *const env[], char *out, size_t outlen)
 {
     int p[2];
-    if (pipe(p) != 0) return -1;
+    if (pipe2(p, O_CLOEXEC) != 0) return -1;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, p[1], 1);
