@@ -29,13 +29,16 @@ mkdir -p "$DATA"
 say() { printf 'docker-test: %s\n' "$*"; }
 skip() { say "SKIP: $*"; exit 0; }
 
-ENGINE="" ctr_started=0 pg_started=0
+ENGINE="" ctr_started=0 pg_started=0 NAME_MAIN=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   if [ "$ctr_started" = 1 ]; then
     "$ENGINE" logs "$NAME" >"$DATA/container.log" 2>&1 || true
-    "$ENGINE" rm -f "$NAME" >/dev/null 2>&1 || true
+    # One at a time: podman stops at the first name that does not exist.
+    for c in "${NAME_MAIN:-$NAME}" "${NAME_MAIN:-$NAME}-2" "${NAME_MAIN:-$NAME}-nodb"; do
+      "$ENGINE" rm -f "$c" >/dev/null 2>&1 || true
+    done
   fi
   if [ "$pg_started" = 1 ]; then
     CIRCA_DATA_DIR=$DATA CIRCA_PG_PORT=$PG_PORT scripts/pg.sh stop >/dev/null 2>&1 || true
@@ -235,5 +238,45 @@ running && fail "the container still runs after $ENGINE stop"
 [ "$ms" -lt 10000 ] || fail "SIGTERM: the container took ${ms} ms to stop (limit 10 s)"
 [ "$ec" = 0 ] || fail "SIGTERM: circad exited with code $ec, expected 0"
 say "SIGTERM: stopped in ${ms} ms with exit code 0"
+
+# ---- starting again keeps the demo tenant and its key ---------------------------------------
+"$ENGINE" start "$NAME" >/dev/null 2>&1 || fail "$ENGINE start (second start) failed"
+wait_200 /readyz 60 || fail "circad did not become ready after a restart"
+key2=$("$ENGINE" exec "$NAME" cat /var/lib/circa/admin.key)
+[ "$key2" = "$KEY" ] || fail "the admin key changed across a restart"
+request GET /v1/events/docker-test-1
+expect 200 "GET /v1/events/docker-test-1 after a restart"
+"$ENGINE" stop -t 10 "$NAME" >/dev/null 2>&1
+[ "$("$ENGINE" inspect --format '{{.State.ExitCode}}' "$NAME")" = 0 ] || fail "second stop: exit code not 0"
+
+# A new container with an empty data directory: the tenant exists, so it gets a new admin key.
+"$ENGINE" run -d --name "$NAME-2" --network host \
+  -e DATABASE_URL="$DBURL" -e CIRCA_LISTEN="$LISTEN" -e CIRCA_DEMO=1 -e CIRCA_LOG_FORMAT=text \
+  "$IMAGE" >>"$DATA/run.log" 2>&1 || fail "$ENGINE run (second container) failed"
+NAME_MAIN=$NAME NAME=$NAME-2
+wait_200 /readyz 60 || fail "the second container did not become ready"
+KEY=$("$ENGINE" exec "$NAME" cat /var/lib/circa/admin.key) || fail "no admin key in the second container"
+[ "$KEY" != "$key2" ] || fail "the second container reused a key it cannot have known"
+request GET /v1/events/docker-test-1
+expect 200 "GET /v1/events/docker-test-1 with the second container's new key"
+n=$("$ENGINE" exec "$NAME" circa tenants list | cut -f1 | grep -cx demo)
+[ "$n" = 1 ] || fail "tenant demo listed $n times"
+"$ENGINE" stop -t 10 "$NAME" >/dev/null 2>&1
+"$ENGINE" rm -f "$NAME" >/dev/null 2>&1
+NAME=$NAME_MAIN NAME_MAIN=""
+say "restart keeps tenant and key; a fresh data directory gets a new key for the same tenant"
+
+# ---- the wait for the database is bounded ---------------------------------------------------
+t=$(date +%s)
+"$ENGINE" run --name "$NAME-nodb" --network host \
+  -e DATABASE_URL="postgresql://circa@127.0.0.1:1/circa" -e CIRCA_DB_WAIT=2 -e CIRCA_DEMO=1 \
+  "$IMAGE" >"$DATA/nodb.log" 2>&1
+ec=$?
+el=$(( $(date +%s) - t ))
+"$ENGINE" rm -f "$NAME-nodb" >/dev/null 2>&1
+[ "$ec" = 1 ] || fail "with no database the entry point exited $ec, expected 1 (log: $DATA/nodb.log)"
+grep -q 'not reachable after 2s' "$DATA/nodb.log" || fail "no clear message without a database: $(tail -1 "$DATA/nodb.log")"
+[ "$el" -ge 2 ] || fail "the entry point gave up after ${el}s, before CIRCA_DB_WAIT=2"
+say "no database: the entry point gave up after ${el}s (CIRCA_DB_WAIT=2) with exit code 1"
 
 say "PASS ($(( $(date +%s) - T0 ))s)"
