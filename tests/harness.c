@@ -731,6 +731,20 @@ cJSON *th_event(const char *id, const char *site, double value, const char *unit
     return e;
 }
 
+char *th_tpl(const char *tpl)
+{
+    char when[40];
+    th_time(when, TH_EVENT_OFFSET, 60);
+    buf_t b = BUF_INIT;
+    buf_puts(&b, "");
+    for (const char *p = tpl; *p; p++) {
+        if (*p == '\'') buf_putc(&b, '"');
+        else if (strncmp(p, "@T@", 3) == 0) buf_puts(&b, when), p += 2;
+        else buf_putc(&b, *p);
+    }
+    return buf_steal(&b);
+}
+
 char *th_json_take(cJSON *j)
 {
     char *s = cJSON_PrintUnformatted(j);

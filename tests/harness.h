@@ -128,6 +128,9 @@ void th_time(char out[40], long offset_s, int tz_minutes);
  * test just created. */
 #define TH_EVENT_OFFSET 2
 cJSON *th_event(const char *id, const char *site, double value, const char *unit);
+/* A JSON text from a template written with ' for " in which @T@ stands for the time th_event
+ * uses. Caller frees. */
+char *th_tpl(const char *tpl);
 /* Serialises and deletes j. Caller frees. */
 char *th_json_take(cJSON *j);
 /* Value at a dotted path ("quantity.value", "errors.0.field"); NULL when absent. */

@@ -490,6 +490,90 @@ static void seqs_consecutive_and_chain_verifies(void **state)
     free(b2);
 }
 
+#define Q(v) "'quantity':{'value':" #v ",'unit':'kg'}"
+#define AT "'time':'@T@','site':'S1'"
+
+/* One valid event of each shape the error tests refuse a broken version of. */
+static const char *const valid_events[] = {
+    "{'id':'v-haz','type':'waste_generated'," AT ",'material':'PET','ewc':'15 01 10*',"
+    "'hp':['HP14','HP6'],'quantity':{'value':3,'unit':'kg','basis':'measured'}}",
+    "{'id':'v-rec','type':'recycled'," AT ",'material':'PET','ewc':'150102','operation':'R3'," Q(2) "}",
+    "{'id':'v-r1','type':'energy_recovered'," AT ",'material':'PET','ewc':'150102','operation':'R1',"
+    Q(2) "}",
+    "{'id':'v-d1','type':'disposed'," AT ",'material':'PET','ewc':'200301','operation':'D1'," Q(2) "}",
+    "{'id':'v-ship','type':'shipped'," AT ",'to_site':'S2','material':'PET','planned_operation':'R3',"
+    "'carrier':'P1','document':'CN-1','packaging':{'count':2,'type':'bale','physical_form':'solid'},"
+    "'transport':[{'carrier':'P1','mode':'road','vehicle':'AB-123'}]," Q(6) "}",
+    "{'id':'v-recv','type':'received'," AT ",'from_site':'S2','material':'PET','acceptance':'partial',"
+    "'refused_quantity':{'value':1,'unit':'kg'}," Q(5) "}",
+    "{'id':'v-r13','type':'received'," AT ",'from_site':'S2','material':'PET','operation':'R13',"
+    "'lot':'L0'," Q(5) "}",
+    "{'id':'v-tr','type':'transformed'," AT ",'ewc':'150102',"
+    "'inputs':[{'lot':'L1','material':'PET'," Q(10) "}],"
+    "'outputs':[{'lot':'L2','material':'PET'," Q(9) ",'fate':'secondary_material'}],"
+    "'loss':{'value':1,'unit':'kg'}}",
+    "{'id':'v-wrong','type':'waste_generated'," AT ",'material':'PET','ewc':'150102'," Q(5) "}",
+    "{'id':'v-fix','type':'corrected'," AT ",'corrects':'v-wrong','replacement':"
+    "{'id':'v-right','type':'waste_generated'," AT ",'material':'PET','ewc':'150102'," Q(4) "}}",
+    "{'id':'v-meas','type':'measured'," AT ",'device':'BIN-17','ext':{'fill':0.85}}",
+    "{'id':'v-obs','type':'observed'," AT ",'lot':'L2'}",
+    "{'id':'v-col','type':'collected'," AT ",'material':'PET','item':'SN-1'," Q(1) "}",
+};
+
+static void valid_events_of_every_shape_are_accepted(void **state)
+{
+    th_tenant_t t;
+    th_tenant_setup(&t, "shapes");
+    th_site_create(&t, "S2", "P1");
+    size_t n = sizeof valid_events / sizeof valid_events[0];
+    for (size_t i = 0; i < n; i++) {
+        char *body = th_tpl(valid_events[i]);
+        th_resp_t r = post_expect(t.admin_key, body, 201);
+        th_resp_free(&r);
+        free(body);
+    }
+    /* The replacement is a full event with its own id: it is stored too. */
+    assert_int_equal(th_event_count(t.id), (long)n + 1);
+    assert_int_equal(th_event_count_id(t.id, "v-right"), 1);
+    const char *p[] = {t.id};
+    char ewc[16];
+    assert_int_equal(th_db_text("SELECT ewc FROM event WHERE tenant_id = $1 AND id = 'v-haz'", 1, p,
+                                ewc, sizeof ewc), 0);
+    assert_string_equal(ewc, "150110");
+    th_resp_t r = get_event(t.admin_key, "v-meas", 200);
+    th_assert_num(r.json, "ext.fill", 0.85);
+    th_resp_free(&r);
+    char out[1024];
+    int rc = th_cli(out, sizeof out, "verify", "--tenant", t.id, NULL);
+    if (rc != 0) fail_msg("circa verify --tenant %s exited %d: %s", t.id, rc, out);
+}
+
+static void server_fields_in_a_post_are_ignored(void **state)
+{
+    th_tenant_t t;
+    th_tenant_setup(&t, "server");
+    char *with = th_tpl("{'id':'sv-1','type':'waste_generated'," AT ",'material':'PET',"
+                        "'ewc':'150102'," Q(2) ",'quantity_kg':99,'seq':77,'block':'x',"
+                        "'recorded_time':'2000-01-01T00:00:00Z','flags':['forged']}");
+    char *without = th_tpl("{'id':'sv-1','type':'waste_generated'," AT ",'material':'PET',"
+                           "'ewc':'150102'," Q(2) "}");
+    th_resp_t r = post_expect(t.admin_key, with, 201);
+    th_resp_free(&r);
+    r = get_event(t.admin_key, "sv-1", 200);
+    th_assert_num(r.json, "quantity_kg", 2);
+    th_assert_num(r.json, "seq", 1);
+    assert_string_not_equal(th_json_at(r.json, "block")->valuestring, "x");
+    assert_string_not_equal(th_json_at(r.json, "recorded_time")->valuestring, "2000-01-01T00:00:00Z");
+    assert_int_equal(cJSON_GetArraySize(th_json_at(r.json, "flags")), 0);
+    th_resp_free(&r);
+    r = post_expect(t.admin_key, without, 200);
+    th_assert_num(r.json, "duplicates", 1);
+    th_resp_free(&r);
+    assert_int_equal(th_event_count(t.id), 1);
+    free(with);
+    free(without);
+}
+
 int main(void)
 {
     th_init("test_api_ingest");
@@ -506,6 +590,8 @@ int main(void)
         cmocka_unit_test(listing_pages_with_cursor),
         cmocka_unit_test(id_with_slash_and_percent),
         cmocka_unit_test(seqs_consecutive_and_chain_verifies),
+        cmocka_unit_test(valid_events_of_every_shape_are_accepted),
+        cmocka_unit_test(server_fields_in_a_post_are_ignored),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
