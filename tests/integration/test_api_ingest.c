@@ -2,6 +2,7 @@
 /* test_api_ingest — POST/GET /v1/events against a real circad and PostgreSQL: round trip, unit
  * conversion, atomic batches, NDJSON, idempotency and conflicts, derived ids, listing filters
  * and cursor pagination, percent-encoded ids, per-tenant seqs, the ledger chain. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -574,6 +575,61 @@ static void server_fields_in_a_post_are_ignored(void **state)
     free(without);
 }
 
+#define RACERS 8
+
+typedef struct {
+    const char *base, *key, *body;
+    pthread_barrier_t *go;
+    long status;
+} racer_t;
+
+static void *race(void *arg)
+{
+    racer_t *r = arg;
+    th_http_t *h = th_http_new();
+    th_resp_t resp;
+    pthread_barrier_wait(r->go);
+    r->status = th_http(h, r->base, "POST", "/v1/events", r->key, "application/json", r->body,
+                        strlen(r->body), &resp);
+    th_resp_free(&resp);
+    th_http_free(h);
+    return NULL;
+}
+
+/* Several clients retry the same new event at the same moment (group commit puts them in one
+ * transaction): one is stored, one 201, the others duplicates. */
+static void concurrent_retries_store_one_event(void **state)
+{
+    th_tenant_t t;
+    th_tenant_setup(&t, "race");
+    for (int round = 0; round < 5; round++) {
+        char id[32];
+        snprintf(id, sizeof id, "race-%d", round);
+        char *body = th_json_take(th_event(id, "S1", 1 + round, "kg"));
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, RACERS);
+        racer_t rs[RACERS];
+        pthread_t th[RACERS];
+        for (int i = 0; i < RACERS; i++) {
+            rs[i] = (racer_t){daemon_.base, t.admin_key, body, &go, 0};
+            pthread_create(&th[i], NULL, race, &rs[i]);
+        }
+        int created = 0, dups = 0;
+        for (int i = 0; i < RACERS; i++) {
+            pthread_join(th[i], NULL);
+            created += rs[i].status == 201;
+            dups += rs[i].status == 200;
+        }
+        pthread_barrier_destroy(&go);
+        free(body);
+        if (created != 1 || dups != RACERS - 1)
+            fail_msg("round %d: %d answers 201 and %d answers 200 of %d", round, created, dups, RACERS);
+        assert_int_equal(th_event_count_id(t.id, id), 1);
+    }
+    const char *p[] = {t.id};
+    assert_int_equal(th_db_long("SELECT max(seq) FROM event WHERE tenant_id = $1", 1, p), 5);
+}
+
 int main(void)
 {
     th_init("test_api_ingest");
@@ -592,6 +648,7 @@ int main(void)
         cmocka_unit_test(seqs_consecutive_and_chain_verifies),
         cmocka_unit_test(valid_events_of_every_shape_are_accepted),
         cmocka_unit_test(server_fields_in_a_post_are_ignored),
+        cmocka_unit_test(concurrent_retries_store_one_event),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
