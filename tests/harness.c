@@ -189,7 +189,8 @@ void th_daemon_spawn(th_daemon_t *d)
     log_path(d);
     int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) fail_msg("harness: cannot open %s: %s", d->log, strerror(errno));
-    dprintf(fd, "---- harness: starting circad on port %d\n", d->port);
+    dprintf(fd, "---- harness: starting circad on port %d%s\n", d->port,
+            th_valgrind() ? " under valgrind" : "");
     char circad[300];
     snprintf(circad, sizeof circad, "%s/circad", th_bin());
     char *vg[] = {"valgrind", "-q", "--error-exitcode=99", "--leak-check=full", circad, NULL};

@@ -205,6 +205,19 @@ static void ndjson_body(void **state)
     buf_free(&b);
 }
 
+static void content_type_parameters_accepted(void **state)
+{
+    th_tenant_t t;
+    th_tenant_setup(&t, "ctype");
+    char *body = th_json_take(th_event("ct-1", "S1", 1, "kg"));
+    th_resp_t r;
+    th_post_ct("/v1/events", t.admin_key, "application/json; charset=utf-8", body, strlen(body), &r);
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    assert_int_equal(th_event_count_id(t.id, "ct-1"), 1);
+    free(body);
+}
+
 static void same_event_twice_is_a_duplicate(void **state)
 {
     th_tenant_t t;
@@ -638,6 +651,7 @@ int main(void)
         cmocka_unit_test(units_convert_to_kg),
         cmocka_unit_test(array_of_100_is_atomic),
         cmocka_unit_test(ndjson_body),
+        cmocka_unit_test(content_type_parameters_accepted),
         cmocka_unit_test(same_event_twice_is_a_duplicate),
         cmocka_unit_test(same_id_other_content_conflicts),
         cmocka_unit_test(batch_mixing_new_and_duplicates),
