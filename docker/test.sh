@@ -14,7 +14,7 @@
 # if there is still no engine it prints "docker-test: SKIP: <why>" and exits 0.
 # The container and the cluster are removed/stopped on every exit path.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 T0=$(date +%s)
 
@@ -137,8 +137,7 @@ ctr_started=1
 running() { [ "$("$ENGINE" inspect --format '{{.State.Running}}' "$NAME" 2>/dev/null)" = true ]; }
 # Waits up to $2 seconds for GET $1 to answer 200.
 wait_200() {
-  local i
-  for i in $(seq 1 $(( $2 * 5 ))); do
+  for _ in $(seq 1 $(( $2 * 5 ))); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$URL$1")" = 200 ] && return 0
     running || return 1
     sleep 0.2
