@@ -137,7 +137,7 @@ static void catch_signals(void)
 
 /* Sets item at a dotted path of obj, creating objects on the way. -1 when the path is empty,
  * runs through a non-object or is already set (two map entries for one field). */
-static int set_path(cJSON *obj, const char *path, cJSON *item)
+static int set_path_at(cJSON *obj, const char *path, cJSON *item)
 {
     const char *dot = strchr(path, '.');
     size_t n = dot ? (size_t)(dot - path) : strlen(path);
@@ -153,7 +153,15 @@ static int set_path(cJSON *obj, const char *path, cJSON *item)
     }
     if (!child) child = cJSON_AddObjectToObject(obj, key);
     if (!cJSON_IsObject(child)) return -1;
-    return set_path(child, dot + 1, item);
+    return set_path_at(child, dot + 1, item);
+}
+
+/* set_path_at that frees item when it cannot be placed. */
+static int set_path(cJSON *obj, const char *path, cJSON *item)
+{
+    int rc = set_path_at(obj, path, item);
+    if (rc != 0) cJSON_Delete(item);
+    return rc;
 }
 
 static int map_error(const char *file, const char *what)
