@@ -64,6 +64,8 @@ static void on_fatal_signal(int sig)
 {
     for (int i = 0; i < TH_MAX_CHILDREN; i++)
         if (children[i] > 0) kill(children[i], SIGKILL);
+    for (int i = 0; i < TH_MAX_CHILDREN; i++)   /* reap them: waitpid is async-signal-safe */
+        if (children[i] > 0) waitpid(children[i], NULL, 0);
     signal(sig, SIG_DFL);
     raise(sig);
 }
