@@ -90,6 +90,8 @@ extern const store_stmt_t api_md_stmts[] WEAK;
 extern void api_epcis_register(app_t *) WEAK;
 extern const store_stmt_t api_epcis_stmts[] WEAK;
 extern void api_openapi_register(app_t *) WEAK;
+extern void metrics_register(app_t *) WEAK;
+extern const store_stmt_t metrics_stmts[] WEAK;
 
 /* Every module that owns routes or statements: registered in this order. */
 static const struct {
@@ -104,6 +106,7 @@ static const struct {
     {api_md_register, api_md_stmts},
     {api_epcis_register, api_epcis_stmts},
     {api_openapi_register, NULL},
+    {metrics_register, metrics_stmts},
 };
 #define NMODULES (sizeof modules / sizeof modules[0])
 
