@@ -139,6 +139,12 @@ static const bad_t cases[] = {
     {"quantity_overflows_double", NULL, "{'id':'q8'," W ",'ewc':'150102',"
      "'quantity':{'value':1e400,'unit':'kg'}}", 422, 0, 0, "quantity.value"},
     {"same_id_twice_in_batch", NULL, "[" WG("d1", "") "," WG("d1", "") "]", 422, 0, 1, "id"},
+    {"corrects_unknown_event", NULL, "{'id':'k3','type':'corrected','time':'@T@','site':'S1',"
+     "'corrects':'no-such-event','replacement':" WG("k3-r", "") "}", 422, 0, 0, "corrects"},
+    /* API.md: only the latest version of an event can be corrected; base-1 was replaced by
+     * base-2 in start(). */
+    {"corrects_superseded_version", NULL, "{'id':'k4','type':'corrected','time':'@T@',"
+     "'site':'S1','corrects':'base-1','replacement':" WG("k4-r", "") "}", 422, 0, 0, "corrects"},
     {"bad_third_event_in_batch", NULL, "[" WG("b1", "") "," WG("b2", "") ",{'id':'b3'," W
      ",'ewc':'150102','quantity':{'value':1,'unit':'tons'}}]", 422, 0, 2, "quantity.unit"},
 };
@@ -245,8 +251,16 @@ static int start(void **state)
         fail_msg("POST base-1 -> %ld %s", r.status, r.body);
     th_resp_free(&r);
     free(body);
+    /* base-1 is corrected once: base-2 is its latest version. */
+    size_t len;
+    body = expand("{'id':'base-fix','type':'corrected','time':'@T@','site':'S1',"
+                  "'corrects':'base-1','replacement':" WG("base-2", "") "}", &len);
+    if (th_post("/v1/events", tenant.admin_key, body, &r) != 201)
+        fail_msg("POST base-fix -> %ld %s", r.status, r.body);
+    th_resp_free(&r);
+    free(body);
     base_count = th_event_count(tenant.id);
-    assert_int_equal(base_count, 1);
+    assert_int_equal(base_count, 3);
     return 0;
 }
 

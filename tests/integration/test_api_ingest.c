@@ -529,6 +529,8 @@ static const char *const valid_events[] = {
     "{'id':'v-wrong','type':'waste_generated'," AT ",'material':'PET','ewc':'150102'," Q(5) "}",
     "{'id':'v-fix','type':'corrected'," AT ",'corrects':'v-wrong','replacement':"
     "{'id':'v-right','type':'waste_generated'," AT ",'material':'PET','ewc':'150102'," Q(4) "}}",
+    "{'id':'v-fix2','type':'corrected'," AT ",'corrects':'v-right','replacement':"
+    "{'id':'v-right2','type':'waste_generated'," AT ",'material':'PET','ewc':'150102'," Q(3) "}}",
     "{'id':'v-meas','type':'measured'," AT ",'device':'BIN-17','ext':{'fill':0.85}}",
     "{'id':'v-obs','type':'observed'," AT ",'lot':'L2'}",
     "{'id':'v-col','type':'collected'," AT ",'material':'PET','item':'SN-1'," Q(1) "}",
@@ -546,8 +548,8 @@ static void valid_events_of_every_shape_are_accepted(void **state)
         th_resp_free(&r);
         free(body);
     }
-    /* The replacement is a full event with its own id: it is stored too. */
-    assert_int_equal(th_event_count(t.id), (long)n + 1);
+    /* A replacement is a full event with its own id: it is stored too. */
+    assert_int_equal(th_event_count(t.id), (long)n + 2);
     assert_int_equal(th_event_count_id(t.id, "v-right"), 1);
     const char *p[] = {t.id};
     char ewc[16];
