@@ -275,7 +275,7 @@ LANGUAGE sql STABLE AS $$
            coalesce(sum(kg) FILTER (WHERE type = 'consumed'), 0),
            coalesce(sum(kg) FILTER (WHERE type = 'transformed_in'), 0),
            coalesce(sum(kg) FILTER (WHERE type = 'transformed_out'), 0),
-           coalesce(sum(late), 0)::bigint,
+           coalesce(sum(late) FILTER (WHERE type NOT IN ('transformed_in', 'transformed_out')), 0)::bigint,
            coalesce(sum(events) FILTER (WHERE type NOT IN ('transformed_in', 'transformed_out')), 0)::bigint,
            (SELECT coalesce(jsonb_object_agg(ewc, kg), '{}')
               FROM (SELECT ewc, sum(kg) AS kg FROM r WHERE type = 'waste_generated'
