@@ -633,7 +633,7 @@ DECLARE
     mm float8; fr float8 := 0; fu float8 := 0; fs float8 := 0; ec float8 := 1; ef float8 := 1;
     cr float8 := 0; cu float8 := 0; ce float8 := 0; cc float8 := 0;
     vv float8; w0 float8; wc float8; wf float8; ww float8; lfi float8;
-    l float8; lav float8; u float8; uav float8; x float8; fx float8;
+    v_l float8; v_lav float8; v_u float8; v_uav float8; v_x float8; v_fx float8;
 BEGIN
     SELECT * INTO p FROM product WHERE tenant_id = p_tenant AND code = p_product;
     IF NOT FOUND THEN RETURN NULL; END IF;
@@ -645,10 +645,10 @@ BEGIN
     END IF;
 
     -- M and the feedstock fractions from the bill of materials.
-    mm := coalesce(p.mass_kg, (SELECT sum((x->>'mass_kg')::float8) FROM jsonb_array_elements(
+    mm := coalesce(p.mass_kg, (SELECT sum((bl->>'mass_kg')::float8) FROM jsonb_array_elements(
                                    CASE WHEN jsonb_typeof(p.doc->'bom') = 'array'
-                                        THEN p.doc->'bom' ELSE '[]' END) x
-                                HAVING count(*) = count(x->'mass_kg')));
+                                        THEN p.doc->'bom' ELSE '[]' END) bl
+                                HAVING count(*) = count(bl->'mass_kg')));
     IF mm IS NULL OR mm <= 0 THEN
         RAISE EXCEPTION 'product % has no mass_kg and its bill of materials gives no total mass',
             p_product USING ERRCODE = 'CA310';
@@ -693,38 +693,38 @@ BEGIN
     notes := notes || 'C_C = 0: composting (R3) is not told apart from other recycling'::text;
 
     -- Utility: use durations and lives per item.
-    SELECT avg(extract(epoch FROM l.ended - l.started) / 86400) AS days, count(*) AS n
+    SELECT avg(extract(epoch FROM lc.ended - lc.started) / 86400) AS days, count(*) AS n
       INTO lv
-      FROM lifecycle l
-     WHERE l.tenant_id = p_tenant AND l.product = p_product
-       AND l.ended >= v_from AND l.ended < v_to;
-    lav := p.industry_lifetime_days;
-    l := lv.days;
-    IF l IS NULL THEN
-        l := coalesce(p.lifetime_days, lav);
+      FROM lifecycle lc
+     WHERE lc.tenant_id = p_tenant AND lc.product = p_product
+       AND lc.ended >= v_from AND lc.ended < v_to;
+    v_lav := p.industry_lifetime_days;
+    v_l := lv.days;
+    IF v_l IS NULL THEN
+        v_l := coalesce(p.lifetime_days, v_lav);
         notes := notes || CASE WHEN p.lifetime_days IS NOT NULL
                                 THEN 'no life ended in the period: L is the product''s lifetime_days'
                                 ELSE 'no life ended in the period and no lifetime_days: L = L_av' END;
     END IF;
-    IF lav IS NULL OR l IS NULL THEN
+    IF v_lav IS NULL OR v_l IS NULL THEN
         notes := notes || 'no industry_lifetime_days: L / L_av = 1'::text;
-        l := 1; lav := 1;
+        v_l := 1; v_lav := 1;
     END IF;
-    u := p_u;
-    IF u IS NULL THEN
-        SELECT avg(n) INTO u
+    v_u := p_u;
+    IF v_u IS NULL THEN
+        SELECT avg(n) INTO v_u
           FROM (SELECT l2.item, count(*) AS n FROM lifecycle l2
                  WHERE l2.tenant_id = p_tenant AND l2.product = p_product AND l2.started < v_to
                    AND l2.item IN (SELECT l3.item FROM lifecycle l3 WHERE l3.tenant_id = p_tenant
                                      AND l3.product = p_product AND l3.started >= v_from
                                      AND l3.started < v_to)
                  GROUP BY l2.item) z;
-        IF u IS NULL THEN
-            u := 1;
+        IF v_u IS NULL THEN
+            v_u := 1;
             notes := notes || 'no item put in use in the period: U = 1'::text;
         END IF;
     END IF;
-    uav := coalesce(p_u_av, 1);
+    v_uav := coalesce(p_u_av, 1);
     IF p_u_av IS NULL THEN
         notes := notes || 'U_av = 1 (one use per item is the reference) unless u_av is given'::text;
     END IF;
@@ -735,17 +735,17 @@ BEGIN
     wf := mm * (1 - ef) * fr / ef;
     ww := w0 + (wf + wc) / 2;
     lfi := (vv + ww) / (2 * mm + (wf - wc) / 2);
-    x := (l / lav) * (u / uav);
-    fx := 0.9 / x;
+    v_x := (v_l / v_lav) * (v_u / v_uav);
+    v_fx := 0.9 / v_x;
     RETURN jsonb_build_object(
         'product', p_product,
         'period', jsonb_build_object('from', p_from, 'to', p_to, 'tz', tz),
         'block', (SELECT head_hash FROM tenant WHERE id = p_tenant),
-        'mci', greatest(0, 1 - lfi * fx),
+        'mci', greatest(0, 1 - lfi * v_fx),
         'inputs', jsonb_build_object('M', mm, 'F_R', fr, 'F_U', fu, 'F_S', fs, 'V', vv,
             'C_R', cr, 'C_U', cu, 'C_C', cc, 'C_E', ce, 'W_0', w0, 'E_C', ec, 'E_F', ef,
-            'W_C', wc, 'W_F', wf, 'W', ww, 'LFI', lfi, 'L', l, 'L_av', lav, 'U', u, 'U_av', uav,
-            'X', x, 'F(X)', fx, 'MCI', greatest(0, 1 - lfi * fx)),
+            'W_C', wc, 'W_F', wf, 'W', ww, 'LFI', lfi, 'L', v_l, 'L_av', v_lav, 'U', v_u, 'U_av', v_uav,
+            'X', v_x, 'F(X)', v_fx, 'MCI', greatest(0, 1 - lfi * v_fx)),
         'observed', jsonb_build_object('recycled_kg', o.rec, 'reused_kg', o.reu,
             'energy_recovered_kg', o.er, 'disposed_kg', o.dis, 'fate_events', o.n,
             'lives_ended', lv.n, 'mean_use_days', lv.days),
