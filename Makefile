@@ -71,7 +71,7 @@ define TEST_RULE
 $(BIN)/tests/$(basename $(notdir $(1))): $(1) $(call test_uses,$(1)) | $(GEN_SRC)
 	@mkdir -p $$(@D)
 	@echo "  TEST    $$@"
-	$(Q)$$(CC) $$(CFLAGS) -Itests -o $$@ $(1) $(call test_uses,$(1)) $$(LDLIBS) -lcmocka
+	$(Q)$$(CC) $$(CFLAGS) -Itests -Icli -o $$@ $(1) $(call test_uses,$(1)) $$(LDLIBS) -lcmocka
 endef
 $(foreach t,$(UNIT_SRC) $(INTEG_SRC),$(eval $(call TEST_RULE,$(t))))
 
@@ -80,13 +80,14 @@ tests: $(UNIT_BIN) $(INTEG_BIN)
 test: deps
 	$(Q)$(MAKE) --no-print-directory all tests
 	$(Q)scripts/test.sh
+	$(Q)docker/test.sh
 
 test-unit: all $(UNIT_BIN)
 	$(Q)scripts/test.sh unit
 
 asan: deps
 	$(Q)$(MAKE) --no-print-directory BUILD=build/asan BIN=bin/asan \
-	  OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -Wno-format-truncation" \
 	  LDFLAGS="-fsanitize=address,undefined" all tests
 	$(Q)CIRCA_BIN=bin/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 scripts/test.sh

@@ -14,11 +14,7 @@
 
 const store_stmt_t ingest_stmts[] = {
     /* Which of these ids exist already, with the same canonical bytes or not. */
-    {"ingest_check",
-     "SELECT c.i, e.canon = c.canon, b.hash "
-     "FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS c(id, canon, i) "
-     "JOIN event e ON e.tenant_id = $1 AND e.id = c.id "
-     "JOIN ledger_block b ON b.tenant_id = e.tenant_id AND b.seq = e.block_seq"},
+    {"ingest_check", "SELECT i, same, block_hash FROM circa_existing($1, $2::text[], $3::bytea[])"},
     {"ingest_head", "SELECT circa_advance_head($1, $2, $3, $4, $5)"},
     {"ingest_events",
      "INSERT INTO event (tenant_id, block_seq, recorded_time, id, seq, type, event_time, "
