@@ -92,6 +92,20 @@ extern const store_stmt_t api_epcis_stmts[] WEAK;
 extern void api_openapi_register(app_t *) WEAK;
 extern void metrics_register(app_t *) WEAK;
 extern const store_stmt_t metrics_stmts[] WEAK;
+extern void api_reports_register(app_t *) WEAK;
+extern const store_stmt_t api_reports_stmts[] WEAK;
+extern void api_adapters_register(app_t *) WEAK;
+extern const store_stmt_t api_adapters_stmts[] WEAK;
+
+/* Background services with a life of their own (adapters, scheduled reports): started after
+ * the routes, stopped after the HTTP server and before the store. stop calls done once. */
+extern int adapters_start(app_t *) WEAK;
+extern void adapters_stop(app_t *, void (*done)(void *), void *) WEAK;
+extern void adapters_reload(app_t *) WEAK;
+extern int schedule_start(app_t *) WEAK;
+extern void schedule_stop(app_t *, void (*done)(void *), void *) WEAK;
+extern void metrics_register(app_t *) WEAK;
+extern const store_stmt_t metrics_stmts[] WEAK;
 
 /* Every module that owns routes or statements: registered in this order. */
 static const struct {
@@ -149,19 +163,36 @@ static void store_closed(void *arg)
     log_msg(LOG_INFO, "stopped");
 }
 
+static void schedule_stopped(void *arg)
+{
+    daemon_t *d = arg;
+    store_close(d->app.store, store_closed, d);
+}
+
+static void adapters_stopped(void *arg)
+{
+    daemon_t *d = arg;
+    if (schedule_stop) schedule_stop(&d->app, schedule_stopped, d);
+    else schedule_stopped(d);
+}
+
+/* Stop order: no new requests, then the services that still write through the store, then
+ * the store itself once their transactions are done. */
 static void http_stopped(void *arg)
 {
     daemon_t *d = arg;
     d->app.http = NULL;
-    store_close(d->app.store, store_closed, d);
+    if (adapters_stop) adapters_stop(&d->app, adapters_stopped, d);
+    else adapters_stopped(d);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     daemon_t *d = s->data;
     if (signum == SIGHUP) {
-        log_msg(LOG_INFO, "SIGHUP: forgetting cached API keys");
+        log_msg(LOG_INFO, "SIGHUP: reloading adapter configuration, forgetting cached API keys");
         auth_flush(d->app.auth);
+        if (adapters_reload) adapters_reload(&d->app);
         return;
     }
     if (d->stopping) return;
@@ -204,6 +235,8 @@ static int start(daemon_t *d)
         return -1;
     }
     http_server_observe(app->http, observe, app);
+    if (adapters_start && adapters_start(app)) return -1;
+    if (schedule_start && schedule_start(app)) return -1;
     watch_signal(d, &d->sigint, SIGINT);
     watch_signal(d, &d->sigterm, SIGTERM);
     watch_signal(d, &d->sighup, SIGHUP);
