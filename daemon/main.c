@@ -104,8 +104,6 @@ extern void adapters_stop(app_t *, void (*done)(void *), void *) WEAK;
 extern void adapters_reload(app_t *) WEAK;
 extern int schedule_start(app_t *) WEAK;
 extern void schedule_stop(app_t *, void (*done)(void *), void *) WEAK;
-extern void metrics_register(app_t *) WEAK;
-extern const store_stmt_t metrics_stmts[] WEAK;
 
 /* Every module that owns routes or statements: registered in this order. */
 static const struct {
@@ -121,6 +119,8 @@ static const struct {
     {api_epcis_register, api_epcis_stmts},
     {api_openapi_register, NULL},
     {metrics_register, metrics_stmts},
+    {api_reports_register, api_reports_stmts},
+    {api_adapters_register, api_adapters_stmts},
 };
 #define NMODULES (sizeof modules / sizeof modules[0])
 
