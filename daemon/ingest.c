@@ -30,7 +30,7 @@ const store_stmt_t ingest_stmts[] = {
      "to_site, material, ewc, op, kg, item, lot, product, corrects, canon, value, currency, "
      "flags)"},
     /* Roll-ups, item lives, lineage and corrections of the group's events (005_derived.sql). */
-    {"ingest_derive", "SELECT circa_derive($1, $2, $3)"},
+    {"ingest_derive", "SELECT circa_derive_group($1, $2, $3, $4)"},
     {"ingest_block",
      "INSERT INTO ledger_block (tenant_id, seq, count, prev, root, time, hash) "
      "VALUES ($1, $2, $3, $4, $5, $6, $7)"},
@@ -52,6 +52,7 @@ typedef struct ireq {
     const char **flags;    /* per event: flags to store ("unbalanced"), or NULL */
     int ndup;
     int solo;              /* commit alone (its group failed for another reason) */
+    int check;             /* check ids before committing (a commit found one stored) */
     int md_retried;
     char dup_block[65];
     ingest_cb cb;
@@ -64,6 +65,7 @@ typedef struct group {
     tenant_t *t;
     ireq_t *reqs;          /* in queue order */
     int nevents;
+    int check;             /* some request must have its ids checked first */
     int64_t new_seq;
     char new_hash[65];
     uint64_t started_us;
@@ -156,13 +158,14 @@ static void pending_drop(tq_t *q, ireq_t *r)
 }
 
 /* Returns the group's requests to the front of the queue, in their order. */
-static void requeue_group(tq_t *q, group_t *g, int solo)
+static void requeue_group(tq_t *q, group_t *g, int solo, int check)
 {
     ireq_t *list = g->reqs, *rev = NULL;
     for (ireq_t *r = list, *next; r; r = next) {
         next = r->next;
         pending_drop(q, r);
         r->solo |= solo;
+        r->check |= check;
         r->next = rev;
         rev = r;
     }
@@ -203,6 +206,7 @@ static group_t *form_group(ingest_t *ing, tq_t *q, tenant_t *t)
         *tail = r;
         tail = &r->next;
         g->nevents += r->n;
+        g->check |= r->check;
         for (int i = 0; i < r->n; i++) strmap_put(&q->pending, r->evs[i].id, r);
     }
     return g;
@@ -402,6 +406,21 @@ static int64_t build_block(group_t *g, pgarr_t *cols, char root_hex[65], char ti
 
 static void committed(store_tx_t *tx, store_status_t st, void *arg);
 
+/* Which derive steps have work (013_derive_group.sql): transformations 1, lots 2, items 4,
+ * corrections 8. */
+static int derive_kinds(const group_t *g)
+{
+    int kinds = 0;
+    for (const ireq_t *r = g->reqs; r; r = r->next)
+        for (int i = 0; i < r->n; i++) {
+            if (r->dup[i]) continue;
+            const event_t *e = &r->evs[i];
+            kinds |= (e->type == EVT_TRANSFORMED ? 1 : 0) | (e->lot ? 2 : 0) |
+                     (e->item ? 4 : 0) | (e->type == EVT_CORRECTED ? 8 : 0);
+        }
+    return kinds;
+}
+
 static void start_commit(ingest_t *ing, group_t *g)
 {
     tenant_t *t = g->t;
@@ -427,8 +446,10 @@ static void start_commit(ingest_t *ing, group_t *g)
     store_tx_exec(tx, "ingest_block", 7, block, NULL, NULL);
     char first_seq[24];
     snprintf(first_seq, sizeof first_seq, "%lld", (long long)(t->head_seq + 1));
-    const char *derive[3] = {t->id, first_seq, new_seq};
-    store_tx_exec(tx, "ingest_derive", 3, derive, NULL, NULL);
+    char kinds[12];
+    snprintf(kinds, sizeof kinds, "%d", derive_kinds(g));
+    const char *derive[4] = {t->id, first_seq, new_seq, kinds};
+    store_tx_exec(tx, "ingest_derive", 4, derive, NULL, NULL);
     for (int c = 0; c < NCOLS; c++) pgarr_free(&cols[c]);
     g->started_us = (uint64_t)app_now_us();
     store_tx_submit(tx);
@@ -491,16 +512,17 @@ static void commit_failed(ingest_t *ing, group_t *g, store_tx_t *tx, store_statu
     const char *state = st == STORE_SQL_ERROR ? store_tx_sqlstate(tx) : "";
     if (st != STORE_SQL_ERROR || strcmp(state, "CA001") == 0) t->head_known = 0;
     if (strcmp(state, "CA001") == 0 || strcmp(state, "23505") == 0) {
-        /* Another circad moved the head or stored one of these ids first: check again. */
+        /* Another circad moved the head, or an id is stored already (a retry, or another
+         * process first): the requests go again, their ids checked this time. */
         ing->st.conflicts_retried++;
-        requeue_group(q, g, 0);
+        requeue_group(q, g, 0, strcmp(state, "23505") == 0);
         return;
     }
     if (st == STORE_SQL_ERROR && g->reqs->next) {
         /* One bad request must not fail the others: retry each on its own. */
         log_msg(LOG_WARN, "tenant %s: group commit failed (%s %s); retrying requests one by one",
                 t->id, state, store_tx_error(tx));
-        requeue_group(q, g, 1);
+        requeue_group(q, g, 1, 0);
         return;
     }
     for (ireq_t *r = g->reqs, *next; r; r = next) {
@@ -560,25 +582,30 @@ static void head_loaded(tenant_t *t, store_status_t st, void *arg)
 static void pump(ingest_t *ing, tenant_t *t)
 {
     tq_t *q = tq_of(ing, t);
-    if (q->ready && !q->committing) {
-        if (t->head_known) {
-            q->committing = q->ready;
-            q->ready = NULL;
-            for (ireq_t *r = q->committing->reqs; r; r = r->next) r->state = REQ_COMMITTING;
-            start_commit(ing, q->committing);
-        } else if (!q->head_loading) {
-            q->head_loading = 1;
-            tenants_ensure(ing->app->tenants, t->id, 0, head_loaded, ing);
-            return;
-        }
-    }
-    /* Check at most one group ahead of the commit, so ids are checked close to their commit. */
-    if (!q->checking && !q->ready && q->head) {
+    if (q->committing) return;
+    /* A group is formed only when the commit slot is free, so it takes every request that
+     * queued up during the previous commit (group commit without timers). Ids are checked
+     * first only for requests whose commit met an id already stored: new events, the common
+     * case, cost no extra query. */
+    if (!q->ready && !q->checking && q->head) {
         group_t *g = form_group(ing, q, t);
-        if (g) {
+        if (g && g->check) {
             q->checking = g;
             start_check(ing, g);
+        } else if (g) {
+            for (ireq_t *r = g->reqs; r; r = r->next) r->state = REQ_READY;
+            q->ready = g;
         }
+    }
+    if (!q->ready) return;
+    if (t->head_known) {
+        q->committing = q->ready;
+        q->ready = NULL;
+        for (ireq_t *r = q->committing->reqs; r; r = r->next) r->state = REQ_COMMITTING;
+        start_commit(ing, q->committing);
+    } else if (!q->head_loading) {
+        q->head_loading = 1;
+        tenants_ensure(ing->app->tenants, t->id, 0, head_loaded, ing);
     }
 }
 

@@ -1,11 +1,13 @@
-/* ingest — the one path every event takes: validate against the tenant's master data, check
- * ids for idempotency, group concurrent requests of a tenant into one transaction (group
- * commit) that appends the events and their ledger block, and answer only after COMMIT.
+/* ingest — the one path every event takes: validate against the tenant's master data, group
+ * concurrent requests of a tenant into one transaction (group commit) that appends the events,
+ * their ledger block and their derived state, and answer only after COMMIT.
  *
- * Request states: VALIDATING -> QUEUED -> CHECKING -> READY -> COMMITTING -> answered.
- * Per tenant at most one group is CHECKING and one COMMITTING: the next block's prev hash is
- * the hash of the block being committed, so a tenant's chain is written in order, while the
- * id check of the next group overlaps the commit of the current one. */
+ * Request states: VALIDATING -> QUEUED -> [CHECKING ->] READY -> COMMITTING -> answered.
+ * Per tenant one group commits at a time (the next block's prev hash is this block's hash);
+ * the next group forms when the commit slot frees, taking every request that queued
+ * meanwhile. Commits are optimistic: an id already stored makes the commit fail with a unique
+ * violation, and those requests go again through CHECKING, which sorts duplicates (200) from
+ * conflicts (409). New events, the common case, cost no id query. */
 #ifndef CIRCA_INGEST_H
 #define CIRCA_INGEST_H
 #include <cjson/cJSON.h>
