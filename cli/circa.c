@@ -5,6 +5,7 @@
 
 #include "cli_admin.h"
 #include "cli_db.h"
+#include "cli_demo.h"
 #include "cli_import.h"
 
 /* A subcommand gets argv from its own name on and returns a CLI_EXIT_* code. It prints its
@@ -22,6 +23,7 @@ static const cli_command_t commands[] = {
     {"keys", cli_admin_keys_main, "create, revoke and list API keys"},
     {"verify", cli_admin_verify_main, "check every tenant's ledger hash chain"},
     {"import", cli_import_main, "send a CSV file to circad as events, through a column map"},
+    {"demo", cli_demo_main, "send a generated industrial park (a year of events) to circad"},
     {NULL, NULL, NULL},
 };
 
