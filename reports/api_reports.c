@@ -350,16 +350,20 @@ static void fetch(app_t *app, http_req_t *req, const auth_principal_t *who, cons
     store_tx_submit(tx);
 }
 
-static void get_report_ext(app_t *app, http_req_t *req, const router_match_t *m,
-                           const auth_principal_t *who)
-{
-    fetch(app, req, who, m->params[0], m->params[1]);
-}
-
+/* "{id}" or "{id}.{ext}": the router may match either pattern first, so the extension is
+ * split off here (report ids hold no dot). */
 static void get_report(app_t *app, http_req_t *req, const router_match_t *m,
                        const auth_principal_t *who)
 {
-    fetch(app, req, who, m->params[0], "");
+    char id[80];
+    snprintf(id, sizeof id, "%s", m->params[0]);
+    const char *ext = m->nparams > 1 ? m->params[1] : "";
+    char *dot = strrchr(id, '.');
+    if (!ext[0] && dot) {
+        *dot = '\0';
+        ext = m->params[0] + (dot - id) + 1;
+    }
+    fetch(app, req, who, id, ext);
 }
 
 static void listed(store_tx_t *tx, store_status_t st, void *arg)
@@ -407,6 +411,6 @@ void api_reports_register(app_t *app)
 {
     api_route(app, "POST", "/v1/reports", AUTH_REPORT, post_report);
     api_route(app, "GET", "/v1/reports", AUTH_READ, list_reports);
-    api_route(app, "GET", "/v1/reports/{id}.{ext}", AUTH_READ, get_report_ext);
+    api_route(app, "GET", "/v1/reports/{id}.{ext}", AUTH_READ, get_report);
     api_route(app, "GET", "/v1/reports/{id}", AUTH_READ, get_report);
 }
