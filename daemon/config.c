@@ -240,7 +240,7 @@ static int file_line(config_t *c, origin_t *o, const char *path, int lineno, cha
 static int read_file(config_t *c, origin_t *o, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
-    if (!f) return snprintf(err, errlen, "--config %s: %s", path, strerror(errno)), -1;
+    if (!f) return snprintf(err, errlen, "config file %s: %s", path, strerror(errno)), -1;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -309,6 +309,9 @@ static int options(int argc, char **argv, int *action, const char **file, char *
                    -1;
         }
     }
+    /* For containers and test harnesses, which set variables more easily than arguments. */
+    const char *env = getenv("CIRCA_CONFIG");
+    if (!*file && env && *env) *file = env;
     return 0;
 }
 
@@ -366,6 +369,7 @@ void config_print_help(FILE *out)
     fputs("usage: circad [--config FILE] [--check-config] [--config-doc] [--help] [--version]\n"
           "Ingests material-flow events over HTTP into the circa ledger in PostgreSQL.\n"
           "  --config FILE    read `key = value` lines (# comments) from FILE\n"
+          "                   (without --config: the file CIRCA_CONFIG names, if set)\n"
           "  --check-config   check every setting, print them with their origin, exit\n"
           "  --config-doc     print the settings as the Markdown table of CONFIGURATION.md\n"
           "Settings (environment variable, file key, default); the environment wins over the\n"

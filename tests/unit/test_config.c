@@ -17,11 +17,17 @@ static const char *const vars[] = {
     "CIRCA_LOG_FORMAT", "CIRCA_ADAPTERS_DIR", "CIRCA_MAX_BODY", "CIRCA_DB_CONNECTIONS",
     "CIRCA_RATE_LIMIT", "CIRCA_RATE_BURST", "CIRCA_RATE_KEYS", NULL};
 
+static void unset_all(void)
+{
+    for (int i = 0; vars[i]; i++) unsetenv(vars[i]);
+    unsetenv("CIRCA_CONFIG");
+}
+
 static char path[64];
 
 static int clean_env(void **state)
 {
-    for (int i = 0; vars[i]; i++) unsetenv(vars[i]);
+    unset_all();
     path[0] = 0;
     return 0;
 }
@@ -206,7 +212,10 @@ static void options_refused(void **state)
     assert_string_equal(err, "--config: needs a file name (see circad --help)");
     char *a3[] = {prog, cfg, missing, NULL};
     assert_int_equal(config_parse(&c, 3, a3, err, sizeof err), -1);
-    assert_string_equal(err, "--config /nonexistent/x: No such file or directory");
+    assert_string_equal(err, "config file /nonexistent/x: No such file or directory");
+    setenv("CIRCA_CONFIG", missing, 1);   /* named by the environment instead */
+    assert_int_equal(config_parse(&c, 1, a1, err, sizeof err), -1);
+    assert_string_equal(err, "config file /nonexistent/x: No such file or directory");
 }
 
 static char *capture(void (*print)(FILE *))
