@@ -19,6 +19,9 @@ cleanup() {
   exit 0
 }
 trap cleanup INT TERM EXIT
+# `make run` killed with SIGTERM dies without passing it on: follow make out, cleaning up.
+parent=$PPID
+( while kill -0 "$parent" 2>/dev/null; do sleep 1; done; kill -TERM $$ 2>/dev/null ) &
 
 if [ -z "${DATABASE_URL:-}" ]; then
   scripts/pg.sh start
@@ -59,4 +62,4 @@ Post an event:
 Read events back:  curl -sS -H "Authorization: Bearer \$(cat $keyfile)" '$url/v1/events?limit=5'
 Verify the ledger: bin/circa verify --tenant demo
 MSG
-wait "$circad_pid"
+wait "$circad_pid" || true
