@@ -1,0 +1,54 @@
+/* api_openapi — the OpenAPI document (generated from docs/openapi.yaml at build time) and the
+ * router's own route list, which the conformance test compares with the document's paths. */
+#include "api_openapi.h"
+#include "api.h"
+#include "problem.h"
+
+#include <string.h>
+
+/* Defined in build/gen/openapi_json.c. Weak, so circad still links where the build has not
+ * generated it yet; the route then says so instead of serving nothing. */
+extern const char api_openapi_doc[] __attribute__((weak));
+extern const size_t api_openapi_doc_len __attribute__((weak));
+
+static int doc_present(void)
+{
+    const char *volatile doc = api_openapi_doc; /* a weak symbol's address may be NULL */
+    return doc != NULL && &api_openapi_doc_len != NULL;
+}
+
+static void get_document(app_t *app, http_req_t *req, const router_match_t *m,
+                         const auth_principal_t *who)
+{
+    if (!doc_present()) {
+        problem_send(req, 404, "not-found", "Not found", NULL,
+                     "this circad was built without its OpenAPI document");
+        return;
+    }
+    /* Static bytes, so no copy; clients may cache it for the life of the binary. */
+    http_respond(req, 200, "application/json", api_openapi_doc, api_openapi_doc_len,
+                 "Cache-Control: public, max-age=300\r\n");
+}
+
+static void add_route(const char *method, const char *pattern, void *arg)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "method", method);
+    cJSON_AddStringToObject(r, "path", pattern);
+    cJSON_AddItemToArray(arg, r);
+}
+
+/* Read at request time, not at registration: modules registered later are in it too. */
+static void get_routes(app_t *app, http_req_t *req, const router_match_t *m,
+                       const auth_principal_t *who)
+{
+    cJSON *out = cJSON_CreateObject();
+    router_each(app->router, add_route, cJSON_AddArrayToObject(out, "routes"));
+    api_send_json(req, 200, out, NULL);
+}
+
+void api_openapi_register(app_t *app)
+{
+    api_route(app, "GET", "/v1/openapi.json", AUTH_PUBLIC, get_document);
+    api_route(app, "GET", "/v1/openapi/routes", AUTH_PUBLIC, get_routes);
+}
