@@ -5,8 +5,10 @@
 
 #include "cli_admin.h"
 #include "cli_db.h"
+#include "cli_dead_letters.h"
 #include "cli_demo.h"
 #include "cli_import.h"
+#include "cli_status.h"
 #include "cli_report.h"
 
 /* A subcommand gets argv from its own name on and returns a CLI_EXIT_* code. It prints its
@@ -24,6 +26,8 @@ static const cli_command_t commands[] = {
     {"keys", cli_admin_keys_main, "create, revoke and list API keys"},
     {"verify", cli_admin_verify_main, "check every tenant's ledger hash chain"},
     {"import", cli_import_main, "send a CSV file to circad as events, through a column map"},
+    {"dead-letters", cli_dead_letters_main, "list or replay what adapters could not store"},
+    {"status", cli_status_main, "is circad up and ready: version, uptime, events, database"},
     {"report", cli_report_main, "generate a report through circad and download it; --verify FILE"},
     {"demo", cli_demo_main, "send a generated industrial park (a year of events) to circad"},
     {NULL, NULL, NULL},
