@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# bench/metrics.sh — the metrics benchmark: a fresh private cluster and circad, `circa demo` ingest rate with roll-ups maintained (and with the derive step turned off, for its cost), then p50/p99 of GET /v1/metrics, /v1/flows and a 10-deep lot trace.
+#   BENCH_METRICS_EVENTS   events of the big run (default 10000000; any smaller number for a quick run)
+#   BENCH_METRICS_COMPARE  events of each derive on/off run (default 200000, at most the above)
+#   BENCH_METRICS_REQUESTS requests per read endpoint (default 200)
+#   BENCH_METRICS_CONNS    keep-alive connections for the reads (default 4)
+#   BENCH_STRICT=1         exit 1 when a target is missed, not only on errors
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CIRCA_DATA_DIR=var/bench-metrics CIRCA_PG_PORT=54361
+EVENTS=${BENCH_METRICS_EVENTS:-10000000}
+COMPARE=${BENCH_METRICS_COMPARE:-200000}
+[ "$COMPARE" -le "$EVENTS" ] || COMPARE=$EVENTS
+REQUESTS=${BENCH_METRICS_REQUESTS:-200}
+CONNS=${BENCH_METRICS_CONNS:-4}
+LISTEN=127.0.0.1:18361
+URL=http://$LISTEN
+YEAR=$(( $(date -u +%Y) - 1 ))         # circa demo's default year: the last full one
+OUT=$CIRCA_DATA_DIR/results.txt
+LOG=$CIRCA_DATA_DIR/circad.log
+SAVED=$CIRCA_DATA_DIR/derive.sql
+CIRCAD_PID=
+
+say() { printf 'bench-metrics: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+psql_() { scripts/pg.sh psql -qtAX -v ON_ERROR_STOP=1 "$@"; }
+
+cleanup() {
+  local rc=$?
+  # The derive functions are put back whatever happened (the cluster is the bench's own).
+  if [ -s "$SAVED" ]; then psql_ -f "$SAVED" >/dev/null 2>&1 || true; fi
+  if [ -n "$CIRCAD_PID" ] && kill -0 "$CIRCAD_PID" 2>/dev/null; then
+    kill -TERM "$CIRCAD_PID"
+    for _ in $(seq 100); do kill -0 "$CIRCAD_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$CIRCAD_PID" 2>/dev/null || true
+  fi
+  scripts/pg.sh stop >/dev/null 2>&1 || true
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for b in bin/circad bin/circa bin/bench/metrics_bench; do
+  [ -x "$b" ] || die "$b is missing: run 'make bench'"
+done
+command -v curl >/dev/null || die "curl is needed"
+if (exec 3<>"/dev/tcp/127.0.0.1/18361") 2>/dev/null; then die "port 18361 is taken"; fi
+
+start_database() {
+  mkdir -p "$CIRCA_DATA_DIR"
+  rm -f "$SAVED"
+  scripts/pg.sh destroy >/dev/null 2>&1 || true
+  scripts/pg.sh start >&2
+  DATABASE_URL=$(scripts/pg.sh url)
+  export DATABASE_URL
+  bin/circa migrate >&2
+}
+
+start_circad() {
+  CIRCA_LISTEN=$LISTEN CIRCA_LOG=warn bin/circad 2>"$LOG" &
+  CIRCAD_PID=$!
+  for _ in $(seq 300); do
+    kill -0 "$CIRCAD_PID" 2>/dev/null || { tail -20 "$LOG" >&2; die "circad exited"; }
+    curl -fs -o /dev/null "$URL/readyz" && return 0
+    sleep 0.1
+  done
+  die "circad not ready after 30 s"
+}
+
+tenant() { local k; k=$(bin/circa tenants create "$1") && [ -n "$k" ] || die "no key for tenant $1"; echo "$k"; }
+
+# `circa demo` for a tenant; its machine-readable summary line on stdout.
+demo() {
+  local key=$1 seed=$2 n=$3 line
+  scripts/pg.sh psql -q -c CHECKPOINT >/dev/null
+  line=$(bin/circa demo --url "$URL" --key "$key" --seed "$seed" --events "$n" | grep '^demo seed=') \
+    || die "circa demo failed (seed $seed, $n events)"
+  [ "$(field rejected "$line")" = 0 ] || die "circa demo rejected events: $line"
+  echo "$line"
+}
+
+# The derive step as a no-op, for the comparison only; the definitions are saved first and
+# put back by derive_on (and by cleanup on any exit). The parameter names must stay as they
+# are (CREATE OR REPLACE cannot rename them). circad calls circa_derive_group since 8795ad1.
+derive_off() {
+  psql_ -c "SELECT string_agg(pg_get_functiondef(p.oid), E';\n') || ';' FROM pg_proc p
+            WHERE p.proname IN ('circa_derive', 'circa_derive_group')" >"$SAVED"
+  psql_ <<'SQL'
+CREATE OR REPLACE FUNCTION circa_derive(p_tenant text, p_first bigint, p_last bigint)
+  RETURNS void LANGUAGE sql AS 'SELECT NULL::void';
+DO $$ BEGIN
+  IF to_regprocedure('circa_derive_group(text, bigint, bigint, integer)') IS NOT NULL THEN
+    EXECUTE $f$CREATE OR REPLACE FUNCTION circa_derive_group(p_tenant text, p_first bigint, p_last bigint, p_kinds integer)
+               RETURNS void LANGUAGE sql AS 'SELECT NULL::void'$f$;
+  END IF;
+END $$;
+SQL
+}
+
+derive_on() { psql_ -f "$SAVED" >/dev/null; rm -f "$SAVED"; }
+
+field() { local f; for f in $2; do [ "${f%%=*}" = "$1" ] && { echo "${f#*=}"; return; }; done; echo 0; }
+verdict() { if awk -v ok="$1" 'BEGIN { exit !ok }'; then echo met; else echo MISSED; fi; }
+
+machine() {
+  echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo) RAM; PostgreSQL $(psql_ -c 'SHOW server_version' | cut -d' ' -f1)"
+  echo "run: $(date -u +%Y-%m-%dT%H:%M:%SZ), $EVENTS events (year $YEAR), derive on/off on $COMPARE each, $REQUESTS requests per read on $CONNS connections"
+}
+
+reads() {
+  local key=$1 q="from=$YEAR-01-01&to=$((YEAR + 1))-01-01"
+  bin/bench/metrics_bench --scenario metrics --url "$URL/v1/metrics?$q" --key "$key" --requests "$REQUESTS" --connections "$CONNS"
+  bin/bench/metrics_bench --scenario flows --url "$URL/v1/flows?$q" --key "$key" --requests "$REQUESTS" --connections "$CONNS"
+  bin/bench/metrics_bench --scenario trace10 --url "$URL/v1/lots/CH-1-10/trace" --key "$key" --requests "$REQUESTS" --connections 1
+}
+
+main() {
+  local off on big r key m f t cost
+  start_database
+  start_circad
+  say "derive off: $COMPARE events (circa_derive_group a no-op in the bench database)"
+  derive_off
+  off=$(demo "$(tenant bench-off)" 2 "$COMPARE")
+  derive_on
+  say "derive on: $COMPARE events"
+  on=$(demo "$(tenant bench-on)" 3 "$COMPARE")
+  key=$(tenant bench-metrics)
+  say "big run: $EVENTS events with roll-ups maintained"
+  big=$(demo "$key" 1 "$EVENTS")
+  psql_ -c ANALYZE >/dev/null
+  say "reads: $REQUESTS requests each"
+  r=$(reads "$key") || die "read requests failed: $r"
+  m=$(echo "$r" | grep scenario=metrics); f=$(echo "$r" | grep scenario=flows); t=$(echo "$r" | grep scenario=trace10)
+  cost=$(awk -v a="$(field events_per_s "$off")" -v b="$(field events_per_s "$on")" 'BEGIN { printf "%.1f", (a > 0 ? 100 * (a - b) / a : 0) }')
+  {
+    machine; echo
+    echo "ingest derive=off $off"; echo "ingest derive=on  $on"; echo "ingest big       $big"
+    echo "$m"; echo "$f"; echo "$t"; echo
+    echo "roll-up cost on ingest: $cost % ($(field events_per_s "$on") vs $(field events_per_s "$off") events/s)"
+    echo "target /v1/metrics p99 < 50 ms: $(verdict "$(awk -v p="$(field p99_ms "$m")" 'BEGIN{print (p < 50)}')")"
+    echo "target roll-ups cost ingest < 20 %: $(verdict "$(awk -v c="$cost" 'BEGIN{print (c < 20)}')")"
+    echo "target trace of 10 deep < 100 ms (p99): $(verdict "$(awk -v p="$(field p99_ms "$t")" 'BEGIN{print (p < 100)}')")"
+  } | tee "$OUT"
+  say "results in $OUT"
+  if [ "${BENCH_STRICT:-0}" = 1 ] && grep -q MISSED "$OUT"; then die "a target was missed"; fi
+}
+
+main "$@"
