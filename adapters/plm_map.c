@@ -47,7 +47,8 @@ static const char *const statuses[] = {"released", "obsolete", "end_of_life", NU
 struct plm_map {
     int aas;
     const char *product[NPRODUCT], *bom[NBOM];   /* point into conf */
-    const char *items, *bom_list, *cursor, *cursor_param, *semantic_id;
+    const char *items, *bom_list, *cursor, *cursor_param;
+    char *semantic_id;                           /* owned */
     const cJSON *status_values;                  /* {"source value": "circa status"} */
     cJSON *conf;                                 /* a copy of the mapping: owns the strings */
 };
@@ -139,7 +140,7 @@ plm_map_t *plm_map_new(const cJSON *source, char *err, size_t errlen)
     m->cursor_param = conf_str(m->conf, "cursor_param", "modified_since");
     m->status_values = cJSON_GetObjectItemCaseSensitive(m->conf, "status_values");
     const cJSON *sem = cJSON_GetObjectItemCaseSensitive(source, "semantic_id");
-    m->semantic_id = cJSON_IsString(sem) ? sem->valuestring : NULL;
+    m->semantic_id = cJSON_IsString(sem) ? xstrdup(sem->valuestring) : NULL;
     return m;
 }
 
@@ -147,6 +148,7 @@ void plm_map_free(plm_map_t *m)
 {
     if (!m) return;
     cJSON_Delete(m->conf);
+    free(m->semantic_id);
     free(m);
 }
 
