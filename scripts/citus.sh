@@ -80,7 +80,7 @@ start() {
       || psql_node "$i" postgres -c "CREATE DATABASE $DBNAME"
     psql_node "$i" "$DBNAME" -c "CREATE EXTENSION IF NOT EXISTS citus"
   done
-  psql_node 0 "$DBNAME" -c "SELECT citus_set_coordinator_host('127.0.0.1', ${PORTS[0]})" >/dev/null
+  # The coordinator holds no shards and no reference-table placements (not in pg_dist_node).
   for i in 1 2; do
     psql_node 0 "$DBNAME" -tAc "SELECT 1 FROM pg_dist_node WHERE nodeport = ${PORTS[$i]}" | grep -q 1 \
       || psql_node 0 "$DBNAME" -c "SELECT citus_add_node('127.0.0.1', ${PORTS[$i]})" >/dev/null

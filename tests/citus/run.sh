@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# make test-citus: circa's integration tests against a three-node Citus cluster (scripts/citus.sh), a second circad writing the same tenants, `circa verify` on every tenant, and EXPLAIN checks that ingest and metrics statements are router plans.
+#   CITUS_TESTS  integration tests to run (default: ingest, idempotency, master data, metrics, lineage, MCI, ledger verify)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+INSTALL=$ROOT/../shared/tools/citus-install.sh
+export CIRCA_BIN=${CIRCA_BIN:-bin}
+export CIRCA_DATA_DIR=$ROOT/var/citus-test
+export CIRCA_CITUS_DIR=$ROOT/var/citus
+export CIRCA_SCHEMA_DIR=$ROOT/schema
+unset DATABASE_URL CIRCA_PG_PORT
+TESTS=${CITUS_TESTS:-"test_api_ingest test_api_md test_metrics test_mci test_ledger_verify"}
+D2_PID=
+
+say() { printf 'test-citus: %s\n' "$*" >&2; }
+
+if [ ! -f "$(pg_config --pkglibdir 2>/dev/null)/citus.so" ]; then
+  if [ -x "$INSTALL" ] && [ "$(id -u)" -eq 0 ]; then
+    say "installing Citus with $INSTALL (about 4 minutes)"
+    "$INSTALL"
+  else
+    echo "SKIP test-citus: citus.so is not installed and $INSTALL is missing or needs root"
+    exit 0
+  fi
+fi
+
+cleanup() {
+  local rc=$?
+  if [ -n "$D2_PID" ] && kill -0 "$D2_PID" 2>/dev/null; then
+    kill -TERM "$D2_PID"; wait "$D2_PID" 2>/dev/null || true
+  fi
+  scripts/citus.sh stop >/dev/null 2>&1 || true
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$CIRCA_DATA_DIR"; mkdir -p "$CIRCA_DATA_DIR/test-logs"
+scripts/citus.sh destroy >/dev/null 2>&1 || true
+scripts/citus.sh start
+export CIRCA_TEST_DB; CIRCA_TEST_DB=$(scripts/citus.sh url)
+DATABASE_URL=$CIRCA_TEST_DB "$CIRCA_BIN/circa" migrate >"$CIRCA_DATA_DIR/migrate.log" 2>&1 \
+  || { cat "$CIRCA_DATA_DIR/migrate.log"; exit 1; }
+q() { scripts/citus.sh psql -v ON_ERROR_STOP=1 -tAq "$@"; }
+dist=$(q -c "SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'h'")
+say "schema migrated; $dist tables distributed by tenant_id"
+[ "$dist" -ge 10 ] || { say "099_citus.sql distributed only $dist tables"; exit 1; }
+
+passed=0 failed=0 failed_bins=()
+for t in $TESTS; do
+  log=$CIRCA_DATA_DIR/test-logs/$t.out
+  echo "== $t (Citus)"
+  rc=0; timeout 900 "$CIRCA_BIN/tests/$t" >"$log" 2>&1 || rc=$?
+  grep -E '^\[  (PASSED|FAILED) |^\[  ERROR   \]|^ERROR' "$log" | head -40 || true
+  p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+  passed=$((passed + ${p:-0}))
+  if [ "$rc" -ne 0 ]; then failed=$((failed + ${f:-1})); failed_bins+=("$t (exit $rc)"); fi
+done
+
+# Two circad processes writing the same tenants at once.
+echo "== two daemons (Citus)"
+rc=0; tests/citus/two_daemons.sh >"$CIRCA_DATA_DIR/test-logs/two_daemons.out" 2>&1 || rc=$?
+cat "$CIRCA_DATA_DIR/test-logs/two_daemons.out"
+if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("two_daemons (exit $rc)"); fi
+
+# Every tenant's chain verifies.
+echo "== circa verify on every tenant"
+nt=0 nbad=0
+for tenant in $(q -c "SELECT id FROM tenant ORDER BY id"); do
+  nt=$((nt + 1))
+  if ! DATABASE_URL=$CIRCA_TEST_DB "$CIRCA_BIN/circa" verify --tenant "$tenant" >"$CIRCA_DATA_DIR/verify.out" 2>&1; then
+    nbad=$((nbad + 1)); say "verify $tenant failed:"; cat "$CIRCA_DATA_DIR/verify.out"
+  fi
+done
+echo "$nt tenants verified, $nbad broken"
+if [ "$nbad" -eq 0 ] && [ "$nt" -gt 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("verify"); fi
+
+# Router plans: each statement of an ingest group and of GET /v1/metrics touches one shard.
+echo "== router plans"
+tenant=$(q -c "SELECT tenant_id FROM event GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
+plan_ok=1
+check_plan() {
+  local name=$1 sql=$2 out
+  out=$(q -c "SET citus.explain_all_tasks = off" -c "EXPLAIN $sql" 2>&1) || { say "$name: $out"; plan_ok=0; return; }
+  if grep -q "Task Count: 1$" <<<"$out" && ! grep -q "Task Count: [02-9]" <<<"$out"; then
+    echo "router  $name"
+  elif grep -q "Citus INSERT ... SELECT" <<<"$out" && grep -q "pull to coordinator" <<<"$out" \
+       && ! grep -q "Task Count: [02-9]" <<<"$out"; then
+    # INSERT … SELECT FROM unnest(arrays): the rows are built once and copied to the one
+    # shard that holds their tenant.
+    echo "router  $name (rows pulled from unnest(), then one shard)"
+  else
+    echo "NOT ROUTER  $name"; echo "$out"; plan_ok=0
+  fi
+}
+check_plan ingest_check "SELECT i, same, block_hash FROM circa_existing('$tenant', ARRAY['x'], ARRAY['\\x00'::bytea])"
+check_plan ingest_events "INSERT INTO event (tenant_id, block_seq, recorded_time, id, seq, type, event_time, time_raw, canon) SELECT '$tenant', 1, now(), u.id, u.seq, 'observed', now(), 'x', u.canon FROM unnest(ARRAY['x'], ARRAY[1::int8], ARRAY['\\x00'::bytea]) AS u(id, seq, canon)"
+check_plan ingest_derive "SELECT circa_derive_group('$tenant', 1, 1, 15)"
+check_plan ingest_block "INSERT INTO ledger_block (tenant_id, seq, count, prev, root, time, hash) VALUES ('$tenant', 1, 1, 'p', 'r', 't', 'h')"
+check_plan event_by_id "SELECT canon FROM event WHERE tenant_id = '$tenant' AND id = 'x'"
+check_plan metrics "SELECT circa_metrics('$tenant', NULL, NULL, NULL, NULL, NULL, NULL)"
+check_plan rollups "SELECT sum(kg) FROM rollup_day WHERE tenant_id = '$tenant'"
+if [ "$plan_ok" -eq 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("router plans"); fi
+
+echo
+[ ${#failed_bins[@]} -gt 0 ] && printf 'failed: %s\n' "${failed_bins[@]}"
+echo "Citus: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
