@@ -7,6 +7,7 @@
 #include "cli_db.h"
 #include "cli_dead_letters.h"
 #include "cli_demo.h"
+#include "cli_export.h"
 #include "cli_import.h"
 #include "cli_status.h"
 #include "cli_report.h"
@@ -29,6 +30,7 @@ static const cli_command_t commands[] = {
     {"dead-letters", cli_dead_letters_main, "list or replay what adapters could not store"},
     {"status", cli_status_main, "is circad up and ready: version, uptime, events, database"},
     {"report", cli_report_main, "generate a report through circad and download it; --verify FILE"},
+    {"export", cli_export_main, "write a tenant's ledger as NDJSON for offline verification"},
     {"demo", cli_demo_main, "send a generated industrial park (a year of events) to circad"},
     {NULL, NULL, NULL},
 };
