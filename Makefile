@@ -101,6 +101,7 @@ run: deps all
 bench: deps all
 	$(Q)$(MAKE) --no-print-directory bench-bins
 	$(Q)bench/run.sh
+	$(Q)bench/metrics.sh
 
 stop:
 	$(Q)scripts/pg.sh stop

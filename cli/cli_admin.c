@@ -12,6 +12,7 @@
 #include "apikey.h"
 #include "buf.h"
 #include "cli_db.h"
+#include "cli_report.h"
 #include "ledger.h"
 
 typedef struct {
@@ -449,9 +450,12 @@ int cli_admin_keys_main(int argc, char **argv)
 
 static const char verify_usage[] =
     "usage: circa verify [--tenant TENANT]\n"
+    "       circa verify --report FILE.json\n"
     "Recomputes each tenant's ledger hash chain (every block's link, Merkle root and hash,\n"
     "and the tenant's head) and prints one line per tenant. Exit 0 when all verify, 1 when\n"
-    "any chain is broken.\n";
+    "any chain is broken.\n"
+    "--report checks a downloaded JSON report: its SHA-256, and that the ledger block it names\n"
+    "and the stored report agree with it.\n";
 
 /* Verifies one tenant: 0 verified, 1 broken, -1 database error (already reported). */
 static int verify_tenant(PGconn *db, const char *tenant)
@@ -496,23 +500,21 @@ static int verify_all(PGconn *db, const char *tenant)
 int cli_admin_verify_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"tenant", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"tenant", required_argument, NULL, 't'}, {"report", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     static char prog[] = "circa verify";
-    const char *tenant = NULL;
+    const char *tenant = NULL, *report = NULL;
     int c;
     argv[0] = prog;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
-        if (c == 't') {
-            tenant = optarg;
-            continue;
-        }
-        if (c != 'h') return CLI_EXIT_USAGE;
-        fputs(verify_usage, stdout);
-        return CLI_EXIT_OK;
+    while ((c = getopt_long(argc, argv, "t:r:h", opts, NULL)) != -1) {
+        if (c == 't') tenant = optarg;
+        else if (c == 'r') report = optarg;
+        else if (c == 'h') return fputs(verify_usage, stdout), CLI_EXIT_OK;
+        else return CLI_EXIT_USAGE;
     }
     if (optind < argc) return usage_error(prog, "unexpected argument '%s'", argv[optind]);
+    if (report) return cli_report_verify_file(report);
     PGconn *db = connect_db();
     if (!db) return CLI_EXIT_FAIL;
     int rc = verify_all(db, tenant);

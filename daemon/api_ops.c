@@ -6,6 +6,7 @@
 #include "version.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -88,6 +89,8 @@ static void prometheus(app_t *app, http_req_t *req, const router_match_t *m,
                        const auth_principal_t *who)
 {
     buf_t b = BUF_INIT;
+    buf_puts(&b, "# HELP circa_build_info The running circad's version.\n"
+                 "# TYPE circa_build_info gauge\ncirca_build_info{version=\"" CIRCA_VERSION "\"} 1\n");
     metric(&b, "circa_up", "gauge", "1 while circad runs.", 1);
     metric(&b, "circa_uptime_seconds", "gauge", "Seconds since circad started.",
            (double)(app_now_us() - app->started_us) / 1e6);
@@ -100,8 +103,60 @@ static void prometheus(app_t *app, http_req_t *req, const router_match_t *m,
     http_respond_owned(req, 200, "text/plain; version=0.0.4", buf_steal(&b), len, NULL);
 }
 
+const store_stmt_t api_ops_stmts[] = {
+    /* Seqs are consecutive from 1, so the head's seq is the number of events. */
+    {"ops_status", "SELECT head_seq, head_hash FROM tenant WHERE id = $1"},
+    {NULL, NULL},
+};
+
+typedef struct {
+    http_req_t *req;
+    app_t *app;
+    char tenant[65];
+} status_t;
+
+static void got_status(store_tx_t *tx, store_status_t st, void *arg)
+{
+    status_t *s = arg;
+    http_req_t *req = s->req;
+    if (st != STORE_OK) {
+        free(s);
+        api_store_failed(req, tx, st);
+        return;
+    }
+    const PGresult *r = store_tx_result(tx, 0);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "version", CIRCA_VERSION);
+    cJSON_AddStringToObject(out, "tenant", s->tenant);
+    cJSON_AddNumberToObject(out, "uptime_s", (double)(app_now_us() - s->app->started_us) / 1e6);
+    if (PQntuples(r) == 1) {
+        double seq = strtod(PQgetvalue(r, 0, 0), NULL);
+        cJSON_AddNumberToObject(out, "events", seq);
+        cJSON *head = cJSON_AddObjectToObject(out, "head");
+        cJSON_AddNumberToObject(head, "seq", seq);
+        cJSON_AddStringToObject(head, "block", PQgetvalue(r, 0, 1));
+    }
+    free(s);
+    api_send_json(req, 200, out, NULL);
+}
+
+/* The caller's tenant at a glance: version, uptime, events stored, ledger head. */
+static void status(app_t *app, http_req_t *req, const router_match_t *m,
+                   const auth_principal_t *who)
+{
+    status_t *s = xmalloc(sizeof *s);
+    s->req = req;
+    s->app = app;
+    snprintf(s->tenant, sizeof s->tenant, "%s", who->tenant);
+    const char *p[1] = {who->tenant};
+    store_tx_t *tx = store_tx_new(app->store, got_status, s);
+    store_tx_exec(tx, "ops_status", 1, p, NULL, NULL);
+    store_tx_submit(tx);
+}
+
 void api_ops_register(app_t *app)
 {
+    api_route(app, "GET", "/v1/status", AUTH_READ, status);
     api_route(app, "GET", "/healthz", AUTH_PUBLIC, healthz);
     api_route(app, "GET", "/readyz", AUTH_PUBLIC, readyz);
     api_route(app, "GET", "/metrics", AUTH_PUBLIC, prometheus);

@@ -4,5 +4,6 @@
 #include "app.h"
 
 void api_ops_register(app_t *app);
+extern const store_stmt_t api_ops_stmts[];
 
 #endif

@@ -3,10 +3,13 @@
 #include "apikey.h"
 #include "app.h"
 #include "buf.h"
+#include "config.h"
 #include "log.h"
 #include "problem.h"
+#include "ratelimit.h"
 #include "strmap.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -45,6 +48,7 @@ struct auth {
     uv_loop_t *loop;
     store_t *store;
     strmap_t keys;           /* key id -> entry_t */
+    ratelimit_t *limit;      /* requests per key, after the key is known to be valid */
 };
 
 typedef struct {
@@ -57,6 +61,8 @@ auth_t *auth_new(uv_loop_t *loop, store_t *store)
     auth_t *a = xcalloc(1, sizeof *a);
     a->loop = loop;
     a->store = store;
+    const config_t *c = config_current();
+    a->limit = ratelimit_new(c->rate_limit, c->rate_burst, (size_t)c->rate_keys);
     return a;
 }
 
@@ -83,6 +89,7 @@ void auth_free(auth_t *a)
     if (!a) return;
     strmap_each(&a->keys, free_entry, NULL);
     strmap_free(&a->keys);
+    ratelimit_free(a->limit);
     free(a);
 }
 
@@ -116,9 +123,23 @@ static void unauthorized(http_req_t *req, const char *why)
                  why);
 }
 
+/* 1 when the key is over its rate: answered 429 with Retry-After. */
+static int over_rate(auth_t *a, const entry_t *e, http_req_t *req)
+{
+    double retry;
+    if (!ratelimit_take(a->limit, e->who.key_id, (double)uv_now(a->loop) / 1000.0, &retry))
+        return 0;
+    long s = ratelimit_retry_after_header(retry);
+    char hdr[48];
+    snprintf(hdr, sizeof hdr, "Retry-After: %ld\r\n", s);
+    problem_send(req, 429, "rate-limited", "Too many requests", hdr,
+                 "this API key is over its rate limit; retry in %ld s", s);
+    return 1;
+}
+
 /* Decides one request against a loaded entry; always ends in exactly one cb call. */
-static void decide(const entry_t *e, http_req_t *req, auth_role_t need, const uint8_t hash[32],
-                   auth_cb cb, void *arg)
+static void decide(auth_t *a, const entry_t *e, http_req_t *req, auth_role_t need,
+                   const uint8_t hash[32], auth_cb cb, void *arg)
 {
     const char *why = NULL;
     if (e->state != ENTRY_FOUND || !apikey_hash_equal(e->hash, hash)) why = "unknown API key";
@@ -133,6 +154,10 @@ static void decide(const entry_t *e, http_req_t *req, auth_role_t need, const ui
         problem_send(req, 403, "forbidden", "Forbidden", NULL,
                      "a key with role '%s' may not do this (needs '%s')",
                      auth_role_name(e->who.role), auth_role_name(need));
+        cb(req, NULL, arg);
+        return;
+    }
+    if (over_rate(a, e, req)) {
         cb(req, NULL, arg);
         return;
     }
@@ -170,7 +195,7 @@ static void loaded(store_tx_t *tx, store_status_t st, void *arg)
     for (waiter_t *next; w; w = next) {
         next = w->next;
         if (st == STORE_OK) {
-            decide(e, w->req, w->need, w->hash, w->cb, w->arg);
+            decide(l->a, e, w->req, w->need, w->hash, w->cb, w->arg);
         } else {
             problem_send(w->req, 503, "unavailable", "Database unavailable", "Retry-After: 1\r\n",
                          "the database cannot be reached to check the API key; retry shortly");
@@ -187,6 +212,7 @@ static void start_load(auth_t *a, entry_t *e, const char *key_id)
     load_t *l = xmalloc(sizeof *l);
     l->a = a;
     snprintf(l->key_id, sizeof l->key_id, "%s", key_id);
+    snprintf(e->who.key_id, sizeof e->who.key_id, "%s", key_id);   /* the rate limit's key */
     e->state = ENTRY_LOADING;
     store_tx_t *tx = store_tx_new(a->store, loaded, l);
     const char *params[1] = {key_id};
@@ -220,7 +246,7 @@ void auth_require(auth_t *a, http_req_t *req, auth_role_t need, auth_cb cb, void
         e = NULL;
     }
     if (e && e->state != ENTRY_LOADING) {
-        decide(e, req, need, hash, cb, arg);
+        decide(a, e, req, need, hash, cb, arg);
         return;
     }
     if (!e) {

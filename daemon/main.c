@@ -5,7 +5,7 @@
 #include "app.h"
 #include "auth.h"
 #include "buf.h"
-#include "dbconf.h"
+#include "config.h"
 #include "ingest.h"
 #include "log.h"
 #include "stats.h"
@@ -23,64 +23,6 @@ typedef struct {
     int stopping;
     const store_stmt_t *stmts;
 } daemon_t;
-
-static const char usage[] =
-    "usage: circad [--help] [--version]\n"
-    "Ingests material-flow events over HTTP into the circa ledger in PostgreSQL.\n"
-    "Configured through the environment:\n"
-    "  CIRCA_LISTEN          address:port to listen on (127.0.0.1:8080)\n"
-    "  DATABASE_URL          libpq connection string (default: the private cluster)\n"
-    "  CIRCA_DATA_DIR        private cluster and data (./var)\n"
-    "  CIRCA_PG_PORT         private cluster's port (54329)\n"
-    "  CIRCA_LOG             debug|info|warn|error (info)\n"
-    "  CIRCA_LOG_FORMAT      json|text (json)\n"
-    "  CIRCA_MAX_BODY        request body limit in bytes (8388608)\n"
-    "  CIRCA_DB_CONNECTIONS  PostgreSQL connections in the pool (4)\n";
-
-/* Reads an integer setting; a bad value is one line naming the variable and exit status 2. */
-static long env_long(const char *name, long def, long min, long max)
-{
-    const char *v = getenv(name);
-    if (!v || !*v) return def;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < min || x > max) {
-        fprintf(stderr, "circad: %s=%s is not a whole number from %ld to %ld\n", name, v, min, max);
-        exit(2);
-    }
-    return x;
-}
-
-static void config_load(app_config_t *c)
-{
-    const char *listen = getenv("CIRCA_LISTEN");
-    if (!listen || !*listen) listen = "127.0.0.1:8080";
-    const char *colon = strrchr(listen, ':');
-    char *end = NULL;
-    long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (!colon || *end || port < 0 || port > 65535 || colon - listen >= (long)sizeof c->listen_host) {
-        fprintf(stderr, "circad: CIRCA_LISTEN=%s is not address:port\n", listen);
-        exit(2);
-    }
-    snprintf(c->listen_host, sizeof c->listen_host, "%.*s", (int)(colon - listen), listen);
-    c->listen_port = (int)port;
-    const char *data = getenv("CIRCA_DATA_DIR");
-    snprintf(c->data_dir, sizeof c->data_dir, "%s", data && *data ? data : "./var");
-    c->max_body = (size_t)env_long("CIRCA_MAX_BODY", 8L << 20, 1024, 1L << 30);
-    c->db_connections = (int)env_long("CIRCA_DB_CONNECTIONS", 4, 1, 64);
-    char err[512];
-    c->database_url = dbconf_conninfo(err, sizeof err);
-    if (!c->database_url) {
-        fprintf(stderr, "circad: %s\n", err);
-        exit(2);
-    }
-    if (log_init(getenv("CIRCA_LOG") ? getenv("CIRCA_LOG") : "info",
-                 getenv("CIRCA_LOG_FORMAT") ? getenv("CIRCA_LOG_FORMAT") : "json")) {
-        fprintf(stderr, "circad: CIRCA_LOG must be debug|info|warn|error and CIRCA_LOG_FORMAT "
-                        "json|text\n");
-        exit(2);
-    }
-}
 
 /* Modules being written in parallel are referenced weakly until they have landed, so the
  * daemon builds with or without them. */
@@ -113,7 +55,7 @@ static const struct {
     {NULL, auth_stmts},
     {NULL, tenants_stmts},
     {NULL, ingest_stmts},
-    {api_ops_register, NULL},
+    {api_ops_register, api_ops_stmts},
     {api_events_register, api_events_stmts},
     {api_md_register, api_md_stmts},
     {api_epcis_register, api_epcis_stmts},
@@ -260,15 +202,12 @@ static void finish(daemon_t *d)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0) return fputs(usage, stdout), 0;
-        if (strcmp(argv[i], "--version") == 0) return puts("circad " CIRCA_VERSION), 0;
-        fprintf(stderr, "circad: unknown option %s (see --help)\n", argv[i]);
-        return 2;
-    }
-    signal(SIGPIPE, SIG_IGN);
     static daemon_t d;
-    config_load(&d.app.cfg);
+    char err[1200];
+    int rc = config_load_all(&d.app.cfg, argc, argv, err, sizeof err);
+    if (rc < 0) return fprintf(stderr, "circad: %s\n", err), 2;
+    if (rc > 0) return 0;
+    signal(SIGPIPE, SIG_IGN);
     d.app.loop = uv_default_loop();
     d.app.started_us = app_now_us();
     if (start(&d)) return 1;
