@@ -18,8 +18,10 @@ BIN      ?= bin
 Q        := @
 
 LIB_SRC  := $(filter-out daemon/main.c,$(wildcard daemon/*.c adapters/*.c reports/*.c))
-GEN_SRC  := build/gen/ewc_table.c
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/ewc_table.o
+# Generated C sources live in build/gen for every build flavour; their objects in $(BUILD)/gen.
+GEN      := build/gen
+GEN_SRC  := $(GEN)/ewc_table.c $(GEN)/openapi_json.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/ewc_table.o $(BUILD)/gen/openapi_json.o
 CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 INTEG_SRC:= $(wildcard tests/integration/test_*.c)
@@ -42,15 +44,20 @@ help:
 deps:
 	$(Q)scripts/deps.sh
 
-$(BUILD)/gen/ewc_table.c: schema/data/ewc.csv scripts/gen_ewc.sh
-	$(Q)mkdir -p $(@D) && scripts/gen_ewc.sh $< > $@
+$(GEN)/ewc_table.c: schema/data/ewc.csv scripts/gen_ewc.sh
+	$(Q)mkdir -p $(@D) && scripts/gen_ewc.sh $< > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+# The OpenAPI document circad serves, from docs/openapi.yaml (a failed run leaves no file).
+$(GEN)/openapi_json.c: docs/openapi.yaml scripts/gen_openapi.sh
+	$(Q)mkdir -p $(@D) && scripts/gen_openapi.sh $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/%.o: $(GEN)/%.c
+	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(LIB_OBJ) $(CLI_OBJ) $(BUILD)/daemon/main.o: | $(GEN_SRC)

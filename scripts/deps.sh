@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(build-essential pkg-config postgresql-15 libpq-dev libuv1-dev libcjson-dev
       libcurl4-openssl-dev libcmocka-dev libhttp-parser-dev libmosquitto-dev
       mosquitto mosquitto-clients libssl-dev curl procps
-      chromium python3 python3-yaml)   # the last three: HTML report and compose-file tests
+      chromium python3 python3-yaml python3-jsonschema)  # HTML report, compose, OpenAPI tests
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
