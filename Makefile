@@ -130,3 +130,12 @@ $(BIN)/bench/%: bench/%.c $(LIB_OBJ)
 docker-test: all
 	$(Q)docker/test.sh
 .PHONY: docker-test bench-bins tests
+
+# Citus: a coordinator and two workers on loopback (tests/citus/run.sh installs Citus with
+# ../shared/tools/citus-install.sh where it exists, and skips clearly elsewhere).
+.PHONY: test-citus bench-citus
+test-citus: all tests bench-bins
+	$(Q)tests/citus/run.sh
+bench-citus: deps all
+	$(Q)$(MAKE) --no-print-directory bench-bins
+	$(Q)bench/citus.sh

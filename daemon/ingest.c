@@ -504,12 +504,20 @@ static void refuse_rule(ireq_t *r, const char *msg)
     errlist_free(&errs);
 }
 
+/* A unique violation: 23505, or, through Citus, XX000 with PostgreSQL's message. */
+static const char *unique_violation(store_tx_t *tx, const char *state)
+{
+    static const char dup[] = "duplicate key value violates unique constraint";
+    if (strcmp(state, "XX000") == 0 && strstr(store_tx_error(tx), dup)) return "23505";
+    return state;
+}
+
 /* A failed commit wrote nothing. Decide what each request hears or where it goes next. */
 static void commit_failed(ingest_t *ing, group_t *g, store_tx_t *tx, store_status_t st)
 {
     tenant_t *t = g->t;
     tq_t *q = t->ingest;
-    const char *state = st == STORE_SQL_ERROR ? store_tx_sqlstate(tx) : "";
+    const char *state = st == STORE_SQL_ERROR ? unique_violation(tx, store_tx_sqlstate(tx)) : "";
     if (st != STORE_SQL_ERROR || strcmp(state, "CA001") == 0) t->head_known = 0;
     if (strcmp(state, "CA001") == 0 || strcmp(state, "23505") == 0) {
         /* Another circad moved the head, or an id is stored already (a retry, or another

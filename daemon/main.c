@@ -46,6 +46,8 @@ extern void adapters_stop(app_t *, void (*done)(void *), void *) WEAK;
 extern void adapters_reload(app_t *) WEAK;
 extern int schedule_start(app_t *) WEAK;
 extern void schedule_stop(app_t *, void (*done)(void *), void *) WEAK;
+extern void plm_register(app_t *) WEAK;
+extern const store_stmt_t plm_stmts[] WEAK;
 
 /* Every module that owns routes or statements: registered in this order. */
 static const struct {
@@ -63,6 +65,7 @@ static const struct {
     {metrics_register, metrics_stmts},
     {api_reports_register, api_reports_stmts},
     {api_adapters_register, api_adapters_stmts},
+    {plm_register, plm_stmts},
 };
 #define NMODULES (sizeof modules / sizeof modules[0])
 
