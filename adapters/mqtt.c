@@ -82,6 +82,16 @@ static void drain_kick(mqtt_t *m);
 static void connect_now(mqtt_t *m);
 static void maybe_finish_stop(mqtt_t *m);
 
+static void on_backoff_timer(uv_timer_t *t)
+{
+    connect_now(t->data);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    drain_kick(t->data);
+}
+
 static const char *state_name(mq_state_t s)
 {
     static const char *const names[] = {"idle", "connecting", "connected", "backoff", "stopping"};
@@ -165,7 +175,7 @@ static void lost(mqtt_t *m, const char *why)
     if (m->state == MQ_STOPPING) return;
     poll_close(m);
     set_state(m, MQ_BACKOFF, why);
-    uv_timer_start(&m->backoff, (uv_timer_cb)connect_now, m->backoff_ms, 0);
+    uv_timer_start(&m->backoff, on_backoff_timer, m->backoff_ms, 0);
     m->backoff_ms = m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : m->backoff_ms * 2;
 }
 
@@ -303,7 +313,7 @@ static void batch_free(batch_t *b)
 static void drain_retry(mqtt_t *m)
 {
     m->drain = DR_WAIT;
-    if (m->state != MQ_STOPPING) uv_timer_start(&m->retry, (uv_timer_cb)drain_kick, RETRY_MS, 0);
+    if (m->state != MQ_STOPPING) uv_timer_start(&m->retry, on_retry_timer, RETRY_MS, 0);
     else maybe_finish_stop(m);
 }
 
