@@ -12,6 +12,7 @@
 #include "apikey.h"
 #include "buf.h"
 #include "cli_db.h"
+#include "cli_export.h"
 #include "cli_report.h"
 #include "ledger.h"
 
@@ -442,7 +443,8 @@ static int keys_list(int argc, char **argv)
 int cli_admin_keys_main(int argc, char **argv)
 {
     static const subcommand_t subs[] = {
-        {"create", keys_create}, {"revoke", keys_revoke}, {"list", keys_list}, {NULL, NULL}};
+        {"create", keys_create}, {"revoke", keys_revoke}, {"list", keys_list},
+        {"sign-init", cli_export_sign_init_main}, {NULL, NULL}};
     return dispatch("circa keys", keys_usage, subs, argc, argv);
 }
 
@@ -451,11 +453,14 @@ int cli_admin_keys_main(int argc, char **argv)
 static const char verify_usage[] =
     "usage: circa verify [--tenant TENANT]\n"
     "       circa verify --report FILE.json\n"
+    "       circa verify --offline EXPORT [--report FILE] [--sha256 HEX] [--public-key HEX]\n"
     "Recomputes each tenant's ledger hash chain (every block's link, Merkle root and hash,\n"
     "and the tenant's head) and prints one line per tenant. Exit 0 when all verify, 1 when\n"
     "any chain is broken.\n"
     "--report checks a downloaded JSON report: its SHA-256, and that the ledger block it names\n"
-    "and the stored report agree with it.\n";
+    "and the stored report agree with it.\n"
+    "--offline checks an export written by `circa export` with no database: every block's\n"
+    "events, Merkle root, hash, prev link and Ed25519 signature, and a report against it.\n";
 
 /* Verifies one tenant: 0 verified, 1 broken, -1 database error (already reported). */
 static int verify_tenant(PGconn *db, const char *tenant)
@@ -505,6 +510,8 @@ int cli_admin_verify_main(int argc, char **argv)
     static char prog[] = "circa verify";
     const char *tenant = NULL, *report = NULL;
     int c;
+    /* --offline reads an export file and never the database; its --report is checked there. */
+    if (cli_export_wants_offline(argc, argv)) return cli_export_verify_offline_main(argc, argv);
     argv[0] = prog;
     optind = 0;
     while ((c = getopt_long(argc, argv, "t:r:h", opts, NULL)) != -1) {

@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "codes.h"
 #include "ledger.h"
+#include "signer.h"
 #include "log.h"
 #include "pgarr.h"
 #include "strmap.h"
@@ -32,8 +33,8 @@ const store_stmt_t ingest_stmts[] = {
     /* Roll-ups, item lives, lineage and corrections of the group's events (005_derived.sql). */
     {"ingest_derive", "SELECT circa_derive_group($1, $2, $3, $4)"},
     {"ingest_block",
-     "INSERT INTO ledger_block (tenant_id, seq, count, prev, root, time, hash) "
-     "VALUES ($1, $2, $3, $4, $5, $6, $7)"},
+     "INSERT INTO ledger_block (tenant_id, seq, count, prev, root, time, hash, signature) "
+     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"},
     {NULL, NULL},
 };
 
@@ -68,6 +69,8 @@ typedef struct group {
     int check;             /* some request must have its ids checked first */
     int64_t new_seq;
     char new_hash[65];
+    int signed_;           /* sig holds the tenant's Ed25519 signature of new_hash */
+    unsigned char sig[SIGNER_SIG_LEN];
     uint64_t started_us;
 } group_t;
 
@@ -83,6 +86,7 @@ struct ingest {
     app_t *app;
     ingest_stats_t st;
     strmap_t queues;       /* tenant id -> tq_t (also on tenant_t.ingest) */
+    signer_t *signer;      /* tenants' block-signing keys, from <data_dir>/keys */
 };
 
 static void pump(ingest_t *ing, tenant_t *t);
@@ -400,6 +404,11 @@ static int64_t build_block(group_t *g, pgarr_t *cols, char root_hex[65], char ti
     event_format_time(now - now % 1000, time);   /* milliseconds are enough for a block */
     ledger_block_hash(t->id, seq, t->head_hash, root_hex, (int64_t)n, time, hash);
     ledger_hex(hash, g->new_hash);
+    int s = signer_sign(g->ing->signer, t->id, g->new_hash, g->sig);
+    if (s < 0)   /* stored unsigned: verify names the block, the events are not lost */
+        log_msg(LOG_ERROR, "tenant %s: block %lld not signed: its key file cannot be read",
+                t->id, (long long)seq);
+    g->signed_ = s == 0;
     g->new_seq = seq;
     return (int64_t)n;
 }
@@ -442,8 +451,10 @@ static void start_commit(ingest_t *ing, group_t *g)
         fmts[2 + c] = 1;
     }
     store_tx_exec(tx, "ingest_events", 2 + NCOLS, vals, lens, fmts);
-    const char *block[7] = {t->id, new_seq, count, t->head_hash, root, time, g->new_hash};
-    store_tx_exec(tx, "ingest_block", 7, block, NULL, NULL);
+    const char *block[8] = {t->id, new_seq, count, t->head_hash, root, time, g->new_hash,
+                            g->signed_ ? (const char *)g->sig : NULL};
+    const int blens[8] = {0, 0, 0, 0, 0, 0, 0, SIGNER_SIG_LEN}, bfmts[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    store_tx_exec(tx, "ingest_block", 8, block, blens, bfmts);
     char first_seq[24];
     snprintf(first_seq, sizeof first_seq, "%lld", (long long)(t->head_seq + 1));
     char kinds[12];
@@ -797,6 +808,7 @@ ingest_t *ingest_new(app_t *app)
 {
     ingest_t *ing = xcalloc(1, sizeof *ing);
     ing->app = app;
+    ing->signer = signer_open(app->cfg.data_dir);
     return ing;
 }
 
@@ -812,6 +824,7 @@ void ingest_free(ingest_t *ing)
     if (!ing) return;
     strmap_each(&ing->queues, free_queue, NULL);
     strmap_free(&ing->queues);
+    signer_free(ing->signer);
     free(ing);
 }
 

@@ -1,5 +1,6 @@
 /* ledger — RFC 6962 Merkle roots, block hashes and the `circa verify` walk of a tenant's chain. */
 #include "ledger.h"
+#include "signer.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -108,12 +109,15 @@ typedef struct {
     char last_hash[65];        /* its hash, 64 zeros before the first */
     uint8_t (*leaves)[32];     /* the current block's leaf hashes, reused across blocks */
     size_t leaves_cap;
+    int has_pub;               /* the tenant registered an Ed25519 key: blocks are signed */
+    unsigned char pub[SIGNER_PUB_LEN];
+    int64_t signed_seq;        /* last block that carried a signature, 0 before */
 } walk_t;
 
 /* One stored block row, its text fields pointing into the PGresult. */
 typedef struct {
     int64_t seq, count;
-    const char *prev, *root, *time, *hash;
+    const char *prev, *root, *time, *hash, *sig_hex;   /* sig_hex "" when unsigned */
 } block_row_t;
 
 static int bad(walk_t *w, long long block, const char *fmt, ...)
@@ -200,6 +204,23 @@ static int hash_events(walk_t *w, const block_row_t *b, int64_t first)
     return rc;
 }
 
+/* Once a tenant has a key every block after the first signed one must carry a valid
+ * Ed25519 signature over its hash: a rewritten chain cannot be re-signed without the key. */
+static int check_signature(walk_t *w, const block_row_t *b, const char hash_hex[65])
+{
+    if (!w->has_pub) return 0;
+    if (!*b->sig_hex) {
+        if (!w->signed_seq) return 0;
+        return bad(w, b->seq, "block %" PRId64 ": not signed, but block %" PRId64 " before it is",
+                   b->seq, w->signed_seq);
+    }
+    unsigned char sig[SIGNER_SIG_LEN];
+    if (signer_unhex(b->sig_hex, sig, sizeof sig) != 0 || signer_verify(w->pub, hash_hex, sig) != 0)
+        return bad(w, b->seq, "block %" PRId64 ": signature does not verify", b->seq);
+    w->signed_seq = b->seq;
+    return 0;
+}
+
 /* All of one block: its range follows the previous block, its prev link, root and hash. */
 static int check_block(walk_t *w, const block_row_t *b)
 {
@@ -225,6 +246,8 @@ static int check_block(walk_t *w, const block_row_t *b)
     if (strcmp(hex, b->hash) != 0)
         return bad(w, b->seq, "block %" PRId64 ": block hash differs (stored %s, computed %s)",
                    b->seq, b->hash, hex);
+    rc = check_signature(w, b, hex);
+    if (rc) return rc;
     w->last_seq = b->seq;
     memcpy(w->last_hash, hex, sizeof hex);
     memcpy(w->res->head_hash, hex, sizeof hex);
@@ -243,6 +266,7 @@ static int check_page(walk_t *w, PGresult *r)
             .root = PQgetvalue(r, i, 3),
             .time = PQgetvalue(r, i, 4),
             .hash = PQgetvalue(r, i, 5),
+            .sig_hex = PQgetvalue(r, i, 6),
         };
         int rc = check_block(w, &b);
         if (rc) return rc;
@@ -257,7 +281,8 @@ static int walk_blocks(walk_t *w)
     for (;;) {
         snprintf(after, sizeof after, "%" PRId64, w->last_seq);
         const char *params[3] = {w->tenant, after, limit};
-        PGresult *r = query(w, "SELECT seq, count, prev, root, time, hash FROM ledger_block "
+        PGresult *r = query(w, "SELECT seq, count, prev, root, time, hash, "
+                               "coalesce(encode(signature, 'hex'), '') FROM ledger_block "
                                "WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                             3, params, 0, "reading ledger blocks");
         if (!r) return -1;
@@ -297,8 +322,8 @@ static int check_head(walk_t *w, int64_t head_seq, const char *head_hash)
 static int verify_snapshot(walk_t *w)
 {
     const char *params[1] = {w->tenant};
-    PGresult *r = query(w, "SELECT head_seq, head_hash FROM tenant WHERE id = $1", 1, params, 0,
-                        "reading the tenant");
+    PGresult *r = query(w, "SELECT head_seq, head_hash, coalesce(encode(sign_public_key, 'hex'), "
+                           "'') FROM tenant WHERE id = $1", 1, params, 0, "reading the tenant");
     if (!r) return -1;
     if (PQntuples(r) != 1) {
         PQclear(r);
@@ -306,6 +331,7 @@ static int verify_snapshot(walk_t *w)
         return -1;
     }
     int64_t head_seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    w->has_pub = signer_unhex(PQgetvalue(r, 0, 2), w->pub, sizeof w->pub) == 0;
     char head_hash[66];   /* one spare byte: an over-long stored hash must not compare equal */
     snprintf(head_hash, sizeof head_hash, "%s", PQgetvalue(r, 0, 1));
     PQclear(r);

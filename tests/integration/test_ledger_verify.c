@@ -1,4 +1,4 @@
-// uses: daemon/ledger daemon/buf
+// uses: daemon/ledger daemon/signer daemon/buf daemon/strmap
 /* test_ledger_verify — ledger_verify_db against PostgreSQL: an intact chain verifies, and each
  * kind of tampering is reported at the right block with a reason naming it. */
 #include <setjmp.h>

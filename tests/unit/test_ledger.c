@@ -1,4 +1,4 @@
-// uses: daemon/ledger daemon/buf
+// uses: daemon/ledger daemon/signer daemon/buf daemon/strmap
 /* test_ledger — RFC 6962 leaf and tree hashes against published vectors, block hashes over JCS. */
 #include <setjmp.h>
 #include <stdarg.h>
