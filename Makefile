@@ -109,6 +109,7 @@ bench: deps all
 	$(Q)$(MAKE) --no-print-directory bench-bins
 	$(Q)bench/run.sh
 	$(Q)bench/metrics.sh
+	$(Q)bench/mqtt.sh
 
 stop:
 	$(Q)scripts/pg.sh stop

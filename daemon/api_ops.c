@@ -10,6 +10,9 @@
 #include <string.h>
 
 
+/* Adapters publish their state (connected, messages, spool depth, dead letters) when built in. */
+extern void adapters_metrics(app_t *app, buf_t *out) __attribute__((weak));
+
 /* Liveness says only that the loop runs: a container must not be restarted because
  * PostgreSQL is down. */
 static void healthz(app_t *app, http_req_t *req, const router_match_t *m,
@@ -99,6 +102,7 @@ static void prometheus(app_t *app, http_req_t *req, const router_match_t *m,
     stats_render(app->stats, &b);
     render_ingest(app, &b);
     render_pool(app, &b);
+    if (adapters_metrics) adapters_metrics(app, &b);
     size_t len = b.len;
     http_respond_owned(req, 200, "text/plain; version=0.0.4", buf_steal(&b), len, NULL);
 }
