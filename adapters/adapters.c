@@ -1,6 +1,7 @@
 /* adapters — adapter instances from CIRCA_ADAPTERS_DIR, their life cycle, dead letters and
  * metrics (see adapters.h). */
 #include "adapters.h"
+#include "event.h"
 #include "api.h"
 #include "log.h"
 #include "mqtt.h"
@@ -435,6 +436,8 @@ static void get_dead_letters(app_t *app, http_req_t *req, const router_match_t *
     int ha = http_query_get(q, "adapter", adapter, sizeof adapter);
     int hf = http_query_get(q, "from", from, sizeof from);
     int hr = http_query_get(q, "replayed", replayed, sizeof replayed);
+    int64_t from_us;
+    if (hf >= 0 && event_parse_time(from, &from_us) != 0) hf = -2;   /* never a 500 for input */
     if (ha == -2 || hf == -2 || hr == -2 || uint_param(q, "cursor", 0, INT64_MAX, &cur) ||
         uint_param(q, "limit", 100, LIST_MAX, &lim) || lim == 0 ||
         (hr >= 0 && strcmp(replayed, "true") && strcmp(replayed, "false")))
