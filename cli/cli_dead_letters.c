@@ -1,5 +1,6 @@
 /* cli_dead_letters — `circa dead-letters`: GET /v1/dead-letters, POST /v1/dead-letters/replay. */
 #include "cli_dead_letters.h"
+#include "cli_daemon.h"
 #include "buf.h"
 #include "cli_db.h"
 
@@ -25,29 +26,14 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
     return sz * n;
 }
 
-static int read_key(char *out, size_t outlen)
-{
-    const char *k = getenv("CIRCA_KEY"), *dir = getenv("CIRCA_DATA_DIR");
-    if (k && *k) return snprintf(out, outlen, "%s", k), 0;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/admin.key", dir && *dir ? dir : "./var");
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    if (!fgets(out, (int)outlen, f)) out[0] = '\0';
-    fclose(f);
-    out[strcspn(out, "\r\n")] = '\0';
-    return out[0] ? 0 : -1;
-}
-
 /* One request; the status (0 on a transport error, message in resp). */
 static long request(const char *method, const char *path_query, buf_t *resp)
 {
-    const char *url = getenv("CIRCA_URL"), *listen = getenv("CIRCA_LISTEN");
-    char full[2048], key[512], auth[600];
-    if (url && *url) snprintf(full, sizeof full, "%s%s", url, path_query);
-    else snprintf(full, sizeof full, "http://%s%s", listen && *listen ? listen : "127.0.0.1:8080", path_query);
-    if (read_key(key, sizeof key)) {
-        buf_puts(resp, "no API key: set CIRCA_KEY or put one in $CIRCA_DATA_DIR/admin.key");
+    char base[1024], full[2048], key[512], auth[600];
+    cli_daemon_url(base, sizeof base);
+    snprintf(full, sizeof full, "%s%s", base, path_query);
+    if (cli_daemon_key(key, sizeof key)) {
+        buf_puts(resp, CLI_DAEMON_NO_KEY);
         return 0;
     }
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);

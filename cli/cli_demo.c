@@ -1,6 +1,7 @@
 /* cli_demo — `circa demo`: a seeded, realistic industrial park (master data and a year of
  * material flows) sent to circad over HTTP in 1,000-event batches; re-running adds nothing. */
 #include "cli_demo.h"
+#include "cli_daemon.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -176,32 +177,13 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
     return sz * n;
 }
 
-static int read_key(char *out, size_t outlen)
-{
-    const char *dir = getenv("CIRCA_DATA_DIR");
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/admin.key", dir && *dir ? dir : "./var");
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    char line[512] = "";
-    char *ok = fgets(line, sizeof line, f);
-    fclose(f);
-    if (!ok) return -1;
-    snprintf(out, outlen, "%.*s", (int)strcspn(line, "\r\n"), line);
-    return out[0] ? 0 : -1;
-}
-
-/* URL and key from the options, else the environment as `circa import` reads it. */
+/* URL and key from the options, else where every daemon command finds them (cli_daemon). */
 static int locate(demo_t *d)
 {
-    const char *url = getenv("CIRCA_URL"), *listen = getenv("CIRCA_LISTEN"), *k = getenv("CIRCA_KEY");
-    if (!d->url[0] && url && *url) snprintf(d->url, sizeof d->url, "%s", url);
-    if (!d->url[0])
-        snprintf(d->url, sizeof d->url, "http://%s", listen && *listen ? listen : "127.0.0.1:8080");
+    if (!d->url[0]) cli_daemon_url(d->url, sizeof d->url);
     size_t len = strlen(d->url);
     if (len && d->url[len - 1] == '/') d->url[len - 1] = 0;
-    if (!d->key[0] && k && *k) snprintf(d->key, sizeof d->key, "%s", k);
-    if (!d->key[0] && read_key(d->key, sizeof d->key) != 0) {
+    if (!d->key[0] && cli_daemon_key(d->key, sizeof d->key) != 0) {
         fputs("circa demo: no API key: give --key, set CIRCA_KEY or put one in "
               "$CIRCA_DATA_DIR/admin.key\n", stderr);
         return -1;

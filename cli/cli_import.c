@@ -1,6 +1,7 @@
 /* cli_import — `circa import`: a CSV file of any size into POST /v1/events, batch by batch,
  * through a column map; rejected rows reported by line, resumable after an interruption. */
 #include "cli_import.h"
+#include "cli_daemon.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -570,33 +571,12 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
     return sz * n;
 }
 
-/* The key: CIRCA_KEY, else the first line of $CIRCA_DATA_DIR/admin.key. */
-static int read_key(char *out, size_t outlen)
-{
-    const char *k = getenv("CIRCA_KEY");
-    if (k && *k) {
-        snprintf(out, outlen, "%s", k);
-        return 0;
-    }
-    const char *dir = getenv("CIRCA_DATA_DIR");
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/admin.key", dir && *dir ? dir : "./var");
-    char *text = read_small_file(path, 4096);
-    if (!text) return -1;
-    snprintf(out, outlen, "%.*s", (int)strcspn(text, "\r\n"), text);
-    free(text);
-    return out[0] ? 0 : -1;
-}
-
 static int http_open(import_t *im)
 {
-    const char *url = getenv("CIRCA_URL"), *listen = getenv("CIRCA_LISTEN");
-    if (url && *url) snprintf(im->url, sizeof im->url, "%s/v1/events", url);
-    else snprintf(im->url, sizeof im->url, "http://%s/v1/events",
-                  listen && *listen ? listen : "127.0.0.1:8080");
-    char key[512], auth[600];
-    if (read_key(key, sizeof key) != 0)
-        return say(im, -1, "no API key: set CIRCA_KEY or put one in $CIRCA_DATA_DIR/admin.key");
+    char base[sizeof im->url - 16], key[512], auth[600];
+    cli_daemon_url(base, sizeof base);
+    snprintf(im->url, sizeof im->url, "%s/v1/events", base);
+    if (cli_daemon_key(key, sizeof key) != 0) return say(im, -1, CLI_DAEMON_NO_KEY);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     im->curl = curl_easy_init();

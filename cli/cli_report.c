@@ -1,6 +1,7 @@
 /* cli_report — `circa report` (generate through circad, download) and `circa verify --report`
  * (a downloaded report checked against the ledger in PostgreSQL). */
 #include "cli_report.h"
+#include "cli_daemon.h"
 #include "buf.h"
 #include "cli_db.h"
 #include "report.h"
@@ -50,32 +51,6 @@ static char *read_all(const char *path, size_t *len)
 }
 
 /* ---- talking to circad ---------------------------------------------------------------------- */
-
-/* The key: CIRCA_KEY, else the first line of $CIRCA_DATA_DIR/admin.key (as circa import). */
-static int read_key(char *out, size_t outlen)
-{
-    const char *k = getenv("CIRCA_KEY");
-    if (k && *k) {
-        snprintf(out, outlen, "%s", k);
-        return 0;
-    }
-    const char *dir = getenv("CIRCA_DATA_DIR");
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/admin.key", dir && *dir ? dir : "./var");
-    size_t n;
-    char *text = read_all(path, &n);
-    if (!text) return -1;
-    snprintf(out, outlen, "%.*s", (int)strcspn(text, "\r\n"), text);
-    free(text);
-    return out[0] ? 0 : -1;
-}
-
-static void base_url(char *out, size_t len)
-{
-    const char *url = getenv("CIRCA_URL"), *listen = getenv("CIRCA_LISTEN");
-    if (url && *url) snprintf(out, len, "%s", url);
-    else snprintf(out, len, "http://%s", listen && *listen ? listen : "127.0.0.1:8080");
-}
 
 static size_t on_body(char *p, size_t sz, size_t n, void *ud)
 {
@@ -130,9 +105,9 @@ static int write_out(const char *path, const buf_t *b)
 static int generate(const args_t *a)
 {
     char key[512], base[512], url[700];
-    if (read_key(key, sizeof key) != 0)
+    if (cli_daemon_key(key, sizeof key) != 0)
         return fail("no API key: set CIRCA_KEY or put one in $CIRCA_DATA_DIR/admin.key%s%s", "", "");
-    base_url(base, sizeof base);
+    cli_daemon_url(base, sizeof base);
     char *body = cJSON_PrintUnformatted(a->req);
     buf_t resp = BUF_INIT;
     snprintf(url, sizeof url, "%s/v1/reports", base);

@@ -1,5 +1,6 @@
 /* cli_status — `circa status`: liveness, readiness and the daemon's numbers, in a few lines. */
 #include "cli_status.h"
+#include "cli_daemon.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -55,35 +56,17 @@ static long get(client_t *c, const char *path, int with_key, buf_t *body)
     return status;
 }
 
-/* The key as cli_import finds it: CIRCA_KEY, else the first line of $CIRCA_DATA_DIR/admin.key.
- * No key is fine: only /v1/status needs one. */
+/* No key is fine: only /v1/status needs one. */
 static void find_key(client_t *c)
 {
-    char key[512] = "";
-    const char *k = getenv("CIRCA_KEY");
-    if (k && *k) {
-        snprintf(key, sizeof key, "%s", k);
-    } else {
-        const char *dir = getenv("CIRCA_DATA_DIR");
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/admin.key", dir && *dir ? dir : "./var");
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (!fgets(key, sizeof key, f)) key[0] = 0;
-            fclose(f);
-        }
-        key[strcspn(key, "\r\n")] = 0;
-    }
-    if (key[0]) snprintf(c->auth, sizeof c->auth, "Authorization: Bearer %s", key);
+    char key[512];
+    if (cli_daemon_key(key, sizeof key) == 0)
+        snprintf(c->auth, sizeof c->auth, "Authorization: Bearer %s", key);
 }
 
 static void find_base(client_t *c)
 {
-    const char *url = getenv("CIRCA_URL"), *listen = getenv("CIRCA_LISTEN");
-    if (url && *url) snprintf(c->base, sizeof c->base, "%s", url);
-    else snprintf(c->base, sizeof c->base, "http://%s", listen && *listen ? listen : "127.0.0.1:8080");
-    size_t n = strlen(c->base);
-    if (n && c->base[n - 1] == '/') c->base[n - 1] = 0;
+    cli_daemon_url(c->base, sizeof c->base);
 }
 
 /* The value of a Prometheus sample whose line starts with prefix (name, or name{labels});
