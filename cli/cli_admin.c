@@ -1,5 +1,6 @@
 /* cli_admin — tenants, API keys and ledger verification, straight against PostgreSQL. */
 #include "cli_admin.h"
+#include "cli_err.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -21,36 +22,11 @@ typedef struct {
     int (*fn)(int argc, char **argv);
 } subcommand_t;
 
-/* One line on stderr, prefixed "circa: "; returns CLI_EXIT_FAIL. */
-__attribute__((format(printf, 1, 2))) static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("circa: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return CLI_EXIT_FAIL;
-}
-
-/* One line on stderr, prefixed by the command; returns CLI_EXIT_USAGE. */
-__attribute__((format(printf, 2, 3))) static int usage_error(const char *prog,
-                                                             const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", prog);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return CLI_EXIT_USAGE;
-}
-
 static PGconn *connect_db(void)
 {
     char err[1024];
     PGconn *db = cli_db_connect(err, sizeof err);
-    if (!db) fail("%s", err);
+    if (!db) cli_fail("%s", err);
     return db;
 }
 
@@ -61,7 +37,7 @@ static PGresult *query(PGconn *db, const char *sql, int n, const char *const *pa
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    fail("%s", msg ? msg : cli_db_error(db));
+    cli_fail("%s", msg ? msg : cli_db_error(db));
     PQclear(r);
     return NULL;
 }
@@ -92,14 +68,14 @@ static int valid_code(const char *s)
 static int dispatch(const char *group, const char *usage, const subcommand_t *subs,
                     int argc, char **argv)
 {
-    if (argc < 2) return usage_error(group, "missing subcommand; see '%s --help'", group);
+    if (argc < 2) return cli_usage_error(group, "missing subcommand; see '%s --help'", group);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage, stdout);
         return CLI_EXIT_OK;
     }
     for (const subcommand_t *s = subs; s->name; s++)
         if (strcmp(s->name, argv[1]) == 0) return s->fn(argc - 1, argv + 1);
-    return usage_error(group, "unknown subcommand '%s'; see '%s --help'", argv[1], group);
+    return cli_usage_error(group, "unknown subcommand '%s'; see '%s --help'", argv[1], group);
 }
 
 /* Stores a new key and writes it into key_out. party and expires may be NULL. */
@@ -118,7 +94,7 @@ static int insert_key(PGconn *db, const char *tenant, const char *party, const c
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok) {
         const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-        fail("storing the key: %s", msg ? msg : cli_db_error(db));
+        cli_fail("storing the key: %s", msg ? msg : cli_db_error(db));
     }
     PQclear(r);
     return ok ? 0 : -1;
@@ -140,7 +116,7 @@ static int create_tenant(PGconn *db, const char *code, const char *name, const c
     const char *tzp[] = {tz};
     int found = exists(db, "SELECT 1 FROM pg_timezone_names WHERE name = $1", 1, tzp);
     if (found < 0) return CLI_EXIT_FAIL;
-    if (!found) return fail("unknown time zone '%s'", tz);
+    if (!found) return cli_fail("unknown time zone '%s'", tz);
 
     PGresult *r = query(db, "BEGIN", 0, NULL);
     if (!r) return CLI_EXIT_FAIL;
@@ -151,7 +127,7 @@ static int create_tenant(PGconn *db, const char *code, const char *name, const c
     if (!r) return CLI_EXIT_FAIL;
     int inserted = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
-    if (!inserted) return fail("tenant '%s' already exists", code);
+    if (!inserted) return cli_fail("tenant '%s' already exists", code);
 
     char key[APIKEY_MAX];
     if (insert_key(db, code, NULL, "admin", NULL, key) != 0) return CLI_EXIT_FAIL;
@@ -182,10 +158,10 @@ static int tenants_create(int argc, char **argv)
         default: return CLI_EXIT_USAGE;
         }
     }
-    if (argc - optind != 1) return usage_error(prog, "expected one TENANT; see --help");
+    if (argc - optind != 1) return cli_usage_error(prog, "expected one TENANT; see --help");
     const char *code = argv[optind];
     if (!valid_code(code))
-        return usage_error(prog, "bad tenant '%s': use 1-64 letters, digits, '-', '_', '.'",
+        return cli_usage_error(prog, "bad tenant '%s': use 1-64 letters, digits, '-', '_', '.'",
                            code);
     PGconn *db = connect_db();
     if (!db) return CLI_EXIT_FAIL;
@@ -222,7 +198,7 @@ static int tenants_list(int argc, char **argv)
         fputs(tenants_usage, stdout);
         return CLI_EXIT_OK;
     }
-    if (optind < argc) return usage_error(prog, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
     PGconn *db = connect_db();
     if (!db) return CLI_EXIT_FAIL;
     PGresult *r = query(db, "SELECT id, name, time_zone, head_seq, " UTC_TIME("created_at")
@@ -301,17 +277,17 @@ static int create_key(PGconn *db, const key_request_t *k)
     const char *tp[] = {k->tenant, k->party};
     int found = exists(db, "SELECT 1 FROM tenant WHERE id = $1", 1, tp);
     if (found < 0) return CLI_EXIT_FAIL;
-    if (!found) return fail("unknown tenant '%s'", k->tenant);
+    if (!found) return cli_fail("unknown tenant '%s'", k->tenant);
     if (k->party) {
         found = exists(db, "SELECT 1 FROM party WHERE tenant_id = $1 AND code = $2", 2, tp);
         if (found < 0) return CLI_EXIT_FAIL;
-        if (!found) return fail("unknown party '%s' in tenant '%s'", k->party, k->tenant);
+        if (!found) return cli_fail("unknown party '%s' in tenant '%s'", k->party, k->tenant);
     }
     if (k->expires) {
         const char *ep[] = {k->expires};
         found = exists(db, "SELECT 1 WHERE $1::timestamptz > now()", 1, ep);
         if (found < 0) return CLI_EXIT_FAIL;
-        if (!found) return fail("--expires %s is not in the future", k->expires);
+        if (!found) return cli_fail("--expires %s is not in the future", k->expires);
     }
     char key[APIKEY_MAX];
     if (insert_key(db, k->tenant, k->party, k->role, k->expires, key) != 0) return CLI_EXIT_FAIL;
@@ -321,16 +297,16 @@ static int create_key(PGconn *db, const key_request_t *k)
 
 static int check_key_request(const char *prog, const key_request_t *k)
 {
-    if (!k->tenant) return usage_error(prog, "--tenant is required");
-    if (!valid_code(k->tenant)) return usage_error(prog, "bad tenant '%s'", k->tenant);
-    if (!k->role) return usage_error(prog, "--role is required (ingest|read|report|admin)");
+    if (!k->tenant) return cli_usage_error(prog, "--tenant is required");
+    if (!valid_code(k->tenant)) return cli_usage_error(prog, "bad tenant '%s'", k->tenant);
+    if (!k->role) return cli_usage_error(prog, "--role is required (ingest|read|report|admin)");
     if (!valid_role(k->role))
-        return usage_error(prog, "bad role '%s': use ingest, read, report or admin", k->role);
-    if (k->party && !valid_code(k->party)) return usage_error(prog, "bad party '%s'", k->party);
+        return cli_usage_error(prog, "bad role '%s': use ingest, read, report or admin", k->role);
+    if (k->party && !valid_code(k->party)) return cli_usage_error(prog, "bad party '%s'", k->party);
     if (!k->party && strcmp(k->role, "ingest") == 0)
-        return usage_error(prog, "an ingest key needs --party");
+        return cli_usage_error(prog, "an ingest key needs --party");
     if (k->expires && !valid_rfc3339(k->expires))
-        return usage_error(prog, "bad --expires '%s': use RFC 3339, e.g. 2027-01-01T00:00:00Z",
+        return cli_usage_error(prog, "bad --expires '%s': use RFC 3339, e.g. 2027-01-01T00:00:00Z",
                            k->expires);
     return CLI_EXIT_OK;
 }
@@ -356,7 +332,7 @@ static int keys_create(int argc, char **argv)
         default: return CLI_EXIT_USAGE;
         }
     }
-    if (optind < argc) return usage_error(prog, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
     int rc = check_key_request(prog, &k);
     if (rc != CLI_EXIT_OK) return rc;
     PGconn *db = connect_db();
@@ -389,9 +365,9 @@ static int keys_revoke(int argc, char **argv)
         fputs(keys_usage, stdout);
         return CLI_EXIT_OK;
     }
-    if (argc - optind != 1) return usage_error(prog, "expected one KEY_ID; see --help");
+    if (argc - optind != 1) return cli_usage_error(prog, "expected one KEY_ID; see --help");
     char id[13];
-    if (key_id_of(argv[optind], id) != 0) return fail("unknown key '%s'", argv[optind]);
+    if (key_id_of(argv[optind], id) != 0) return cli_fail("unknown key '%s'", argv[optind]);
     PGconn *db = connect_db();
     if (!db) return CLI_EXIT_FAIL;
     /* Revoking twice keeps the first revocation time. */
@@ -399,7 +375,7 @@ static int keys_revoke(int argc, char **argv)
     PGresult *r = query(db, "UPDATE api_key SET revoked_at = coalesce(revoked_at, now()) "
                             "WHERE key_id = $1", 1, params);
     int rc = !r ? CLI_EXIT_FAIL
-                : strcmp(PQcmdTuples(r), "1") == 0 ? CLI_EXIT_OK : fail("unknown key '%s'", id);
+                : strcmp(PQcmdTuples(r), "1") == 0 ? CLI_EXIT_OK : cli_fail("unknown key '%s'", id);
     PQclear(r);
     PQfinish(db);
     return rc;
@@ -424,7 +400,7 @@ static int keys_list(int argc, char **argv)
         fputs(keys_usage, stdout);
         return CLI_EXIT_OK;
     }
-    if (optind < argc) return usage_error(prog, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
     PGconn *db = connect_db();
     if (!db) return CLI_EXIT_FAIL;
     const char *params[] = {tenant};
@@ -469,7 +445,7 @@ static int verify_tenant(PGconn *db, const char *tenant)
     char err[512] = "";
     int rc = ledger_verify_db(db, tenant, &res, err, sizeof err);
     if (rc < 0) {
-        fail("verifying tenant '%s': %s", tenant, err);
+        cli_fail("verifying tenant '%s': %s", tenant, err);
         return -1;
     }
     if (rc == 0) {
@@ -490,7 +466,7 @@ static int verify_all(PGconn *db, const char *tenant)
     if (!r) return CLI_EXIT_FAIL;
     if (tenant && PQntuples(r) == 0) {
         PQclear(r);
-        return fail("unknown tenant '%s'", tenant);
+        return cli_fail("unknown tenant '%s'", tenant);
     }
     int rc = CLI_EXIT_OK;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -520,7 +496,7 @@ int cli_admin_verify_main(int argc, char **argv)
         else if (c == 'h') return fputs(verify_usage, stdout), CLI_EXIT_OK;
         else return CLI_EXIT_USAGE;
     }
-    if (optind < argc) return usage_error(prog, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
     if (report) return cli_report_verify_file(report);
     PGconn *db = connect_db();
     if (!db) return CLI_EXIT_FAIL;

@@ -1,5 +1,6 @@
 /* cli_export — ledger export for auditors, tenant signing keys, offline verification. */
 #include "cli_export.h"
+#include "cli_err.h"
 
 #include <getopt.h>
 #include <stdarg.h>
@@ -16,17 +17,6 @@
 /* Rows per FETCH: memory stays flat however long the chain is. */
 #define EXPORT_PAGE "5000"
 
-__attribute__((format(printf, 1, 2))) static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("circa: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return CLI_EXIT_FAIL;
-}
-
 static PGresult *run(PGconn *db, const char *sql, int n, const char *const *params,
                      const int *lens, const int *fmts, int binary)
 {
@@ -34,7 +24,7 @@ static PGresult *run(PGconn *db, const char *sql, int n, const char *const *para
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    fail("%s", msg ? msg : cli_db_error(db));
+    cli_fail("%s", msg ? msg : cli_db_error(db));
     PQclear(r);
     return NULL;
 }
@@ -199,7 +189,7 @@ static int write_header(PGconn *db, const export_args_t *a, writer_t *w)
     if (!r) return -1;
     if (PQntuples(r) != 1) {
         PQclear(r);
-        return fail("unknown tenant '%s'", a->tenant), -1;
+        return cli_fail("unknown tenant '%s'", a->tenant), -1;
     }
     buf_reset(&w->line);
     buf_puts(&w->line, "{\"circa_export\":1,\"tenant\":");
@@ -260,15 +250,15 @@ int cli_export_main(int argc, char **argv)
     if (rc >= 0) return rc;
     char err[1024];
     PGconn *db = cli_db_connect(err, sizeof err);
-    if (!db) return fail("%s", err);
+    if (!db) return cli_fail("%s", err);
     writer_t w = {.out = a.out ? fopen(a.out, "w") : stdout, .line = BUF_INIT};
     if (!w.out) {
         PQfinish(db);
-        return fail("cannot write %s", a.out);
+        return cli_fail("cannot write %s", a.out);
     }
     rc = export_tx(db, &a, &w);
     if ((a.out ? fclose(w.out) : fflush(w.out)) != 0 && rc == 0)
-        rc = fail("cannot write %s", a.out ? a.out : "stdout");
+        rc = cli_fail("cannot write %s", a.out ? a.out : "stdout");
     buf_free(&w.line);
     PQfinish(db);
     return rc == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
@@ -290,8 +280,8 @@ static int tenant_unkeyed(PGconn *db, const char *tenant)
     PGresult *r = run(db, "SELECT encode(sign_public_key, 'hex') FROM tenant WHERE id = $1", 1,
                       params, NULL, NULL, 0);
     if (!r) return -1;
-    int rc = PQntuples(r) != 1 ? fail("unknown tenant '%s'", tenant)
-             : !PQgetisnull(r, 0, 0) ? fail("tenant '%s' already has a signing key %s", tenant,
+    int rc = PQntuples(r) != 1 ? cli_fail("unknown tenant '%s'", tenant)
+             : !PQgetisnull(r, 0, 0) ? cli_fail("tenant '%s' already has a signing key %s", tenant,
                                              PQgetvalue(r, 0, 0))
                                      : 0;
     PQclear(r);
@@ -307,7 +297,7 @@ static int register_key(PGconn *db, const char *tenant, const unsigned char pub[
     if (!r) return -1;
     int one = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
-    return one ? 0 : (fail("tenant '%s' got a signing key meanwhile", tenant), -1);
+    return one ? 0 : (cli_fail("tenant '%s' got a signing key meanwhile", tenant), -1);
 }
 
 int cli_export_sign_init_main(int argc, char **argv)
@@ -331,12 +321,12 @@ int cli_export_sign_init_main(int argc, char **argv)
     }
     char err[1024];
     PGconn *db = cli_db_connect(err, sizeof err);
-    if (!db) return fail("%s", err);
+    if (!db) return cli_fail("%s", err);
     unsigned char pub[SIGNER_PUB_LEN];
     int rc = tenant_unkeyed(db, tenant);
     /* File first: a key registered without its private half would leave blocks unsigned. */
     if (rc == 0 && signer_keygen(data_dir(), tenant, pub, err, sizeof err) < 0)
-        rc = fail("%s", err);
+        rc = cli_fail("%s", err);
     if (rc == 0) rc = register_key(db, tenant, pub);
     PQfinish(db);
     if (rc != 0) return CLI_EXIT_FAIL;
