@@ -416,7 +416,7 @@ static int64_t build_block(group_t *g, pgarr_t *cols, char root_hex[65], char ti
 static void committed(store_tx_t *tx, store_status_t st, void *arg);
 
 /* Which derive steps have work (013_derive_group.sql): transformations 1, lots 2, items 4,
- * corrections 8. */
+ * corrections 8, interim operations 16 (018_derive_gates.sql). */
 static int derive_kinds(const group_t *g)
 {
     int kinds = 0;
@@ -424,8 +424,10 @@ static int derive_kinds(const group_t *g)
         for (int i = 0; i < r->n; i++) {
             if (r->dup[i]) continue;
             const event_t *e = &r->evs[i];
+            const codes_op_t *op = e->operation ? codes_op_find(e->operation) : NULL;
             kinds |= (e->type == EVT_TRANSFORMED ? 1 : 0) | (e->lot ? 2 : 0) |
-                     (e->item ? 4 : 0) | (e->type == EVT_CORRECTED ? 8 : 0);
+                     (e->item ? 4 : 0) | (e->type == EVT_CORRECTED ? 8 : 0) |
+                     (op && op->category == CODES_INTERIM ? 16 : 0);
         }
     return kinds;
 }
