@@ -1,5 +1,6 @@
 /* api_ops — liveness, readiness and Prometheus metrics. */
 #include "api_ops.h"
+#include "adapters.h"
 #include "api.h"
 #include "ingest.h"
 #include "stats.h"
@@ -9,9 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-/* Adapters publish their state (connected, messages, spool depth, dead letters) when built in. */
-extern void adapters_metrics(app_t *app, buf_t *out) __attribute__((weak));
 
 /* Liveness says only that the loop runs: a container must not be restarted because
  * PostgreSQL is down. */
@@ -102,7 +100,7 @@ static void prometheus(app_t *app, http_req_t *req, const router_match_t *m,
     stats_render(app->stats, &b);
     render_ingest(app, &b);
     render_pool(app, &b);
-    if (adapters_metrics) adapters_metrics(app, &b);
+    adapters_metrics(app, &b);   /* connected, messages, spool depth, dead letters */
     size_t len = b.len;
     http_respond_owned(req, 200, "text/plain; version=0.0.4", buf_steal(&b), len, NULL);
 }

@@ -2,6 +2,13 @@
 #include "api.h"
 #include "api_events.h"
 #include "api_ops.h"
+#include "api_md.h"
+#include "api_openapi.h"
+#include "metrics.h"
+#include "api_epcis.h"
+#include "api_reports.h"
+#include "adapters.h"
+#include "plm.h"
 #include "app.h"
 #include "auth.h"
 #include "buf.h"
@@ -24,30 +31,10 @@ typedef struct {
     const store_stmt_t *stmts;
 } daemon_t;
 
-/* Modules being written in parallel are referenced weakly until they have landed, so the
- * daemon builds with or without them. */
+/* The scheduler of periodic reports is referenced weakly: circad builds with or without it. */
 #define WEAK __attribute__((weak))
-extern void api_md_register(app_t *) WEAK;
-extern const store_stmt_t api_md_stmts[] WEAK;
-extern void api_epcis_register(app_t *) WEAK;
-extern const store_stmt_t api_epcis_stmts[] WEAK;
-extern void api_openapi_register(app_t *) WEAK;
-extern void metrics_register(app_t *) WEAK;
-extern const store_stmt_t metrics_stmts[] WEAK;
-extern void api_reports_register(app_t *) WEAK;
-extern const store_stmt_t api_reports_stmts[] WEAK;
-extern void api_adapters_register(app_t *) WEAK;
-extern const store_stmt_t api_adapters_stmts[] WEAK;
-
-/* Background services with a life of their own (adapters, scheduled reports): started after
- * the routes, stopped after the HTTP server and before the store. stop calls done once. */
-extern int adapters_start(app_t *) WEAK;
-extern void adapters_stop(app_t *, void (*done)(void *), void *) WEAK;
-extern void adapters_reload(app_t *) WEAK;
 extern int schedule_start(app_t *) WEAK;
 extern void schedule_stop(app_t *, void (*done)(void *), void *) WEAK;
-extern void plm_register(app_t *) WEAK;
-extern const store_stmt_t plm_stmts[] WEAK;
 
 /* Every module that owns routes or statements: registered in this order. */
 static const struct {
@@ -127,8 +114,7 @@ static void http_stopped(void *arg)
 {
     daemon_t *d = arg;
     d->app.http = NULL;
-    if (adapters_stop) adapters_stop(&d->app, adapters_stopped, d);
-    else adapters_stopped(d);
+    adapters_stop(&d->app, adapters_stopped, d);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -137,7 +123,7 @@ static void on_signal(uv_signal_t *s, int signum)
     if (signum == SIGHUP) {
         log_msg(LOG_INFO, "SIGHUP: reloading adapter configuration, forgetting cached API keys");
         auth_flush(d->app.auth);
-        if (adapters_reload) adapters_reload(&d->app);
+        adapters_reload(&d->app);
         return;
     }
     if (d->stopping) return;
@@ -180,7 +166,7 @@ static int start(daemon_t *d)
         return -1;
     }
     http_server_observe(app->http, observe, app);
-    if (adapters_start && adapters_start(app)) return -1;
+    if (adapters_start(app)) return -1;
     if (schedule_start && schedule_start(app)) return -1;
     watch_signal(d, &d->sigint, SIGINT);
     watch_signal(d, &d->sigterm, SIGTERM);
