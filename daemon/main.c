@@ -9,6 +9,7 @@
 #include "api_reports.h"
 #include "adapters.h"
 #include "plm.h"
+#include "schedule.h"
 #include "app.h"
 #include "auth.h"
 #include "buf.h"
@@ -31,11 +32,6 @@ typedef struct {
     const store_stmt_t *stmts;
 } daemon_t;
 
-/* The scheduler of periodic reports is referenced weakly: circad builds with or without it. */
-#define WEAK __attribute__((weak))
-extern int schedule_start(app_t *) WEAK;
-extern void schedule_stop(app_t *, void (*done)(void *), void *) WEAK;
-
 /* Every module that owns routes or statements: registered in this order. */
 static const struct {
     void (*reg)(app_t *);
@@ -53,6 +49,7 @@ static const struct {
     {api_reports_register, api_reports_stmts},
     {api_adapters_register, api_adapters_stmts},
     {plm_register, plm_stmts},
+    {schedule_register, schedule_stmts},
 };
 #define NMODULES (sizeof modules / sizeof modules[0])
 
@@ -104,8 +101,7 @@ static void schedule_stopped(void *arg)
 static void adapters_stopped(void *arg)
 {
     daemon_t *d = arg;
-    if (schedule_stop) schedule_stop(&d->app, schedule_stopped, d);
-    else schedule_stopped(d);
+    schedule_stop(&d->app, schedule_stopped, d);
 }
 
 /* Stop order: no new requests, then the services that still write through the store, then
@@ -167,7 +163,7 @@ static int start(daemon_t *d)
     }
     http_server_observe(app->http, observe, app);
     if (adapters_start(app)) return -1;
-    if (schedule_start && schedule_start(app)) return -1;
+    if (schedule_start(app)) return -1;
     watch_signal(d, &d->sigint, SIGINT);
     watch_signal(d, &d->sigterm, SIGTERM);
     watch_signal(d, &d->sighup, SIGHUP);
