@@ -8,6 +8,7 @@
 #include "render_csv.h"
 #include "render_html.h"
 #include "report.h"
+#include "report_render.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,19 +45,14 @@ typedef struct {
     char generated[32];
     cJSON *params;          /* the request as stored: type, from, to and the codes given */
     char *data;             /* circa_report_data's answer */
-    buf_t canon, csv, html; /* made on the worker */
-    char sha[65];
-    char block_seq[24], block_hash[65], from[16], to[16];
-    char err[160];
+    report_render_t out;    /* made on the worker */
 } job_t;
 
 static void job_free(job_t *j)
 {
     cJSON_Delete(j->params);
     free(j->data);
-    buf_free(&j->canon);
-    buf_free(&j->csv);
-    buf_free(&j->html);
+    report_render_free(&j->out);
     free(j);
 }
 
@@ -171,8 +167,8 @@ static void stored(store_tx_t *tx, store_status_t st, void *arg)
     } else {
         char loc[128];
         snprintf(loc, sizeof loc, "Location: /v1/reports/%s\r\n", j->id);
-        api_send_json(j->req, 201, summary(j->id, j->type, j->sha, j->block_hash,
-                                           strtoll(j->block_seq, NULL, 10), j->generated), loc);
+        api_send_json(j->req, 201, summary(j->id, j->type, j->out.sha, j->out.block_hash,
+                                           strtoll(j->out.block_seq, NULL, 10), j->generated), loc);
     }
     job_free(j);
 }
@@ -182,30 +178,22 @@ static void render(uv_work_t *w)
 {
     job_t *j = w->data;
     report_meta_t meta = {j->id, j->type, j->generated, j->params};
-    cJSON *doc = report_build(&meta, j->data, &j->canon, j->sha, j->err, sizeof j->err);
-    if (!doc) return;
-    snprintf(j->block_seq, sizeof j->block_seq, "%.0f", report_num(doc, "block.seq"));
-    snprintf(j->block_hash, sizeof j->block_hash, "%s", report_str(doc, "block.hash"));
-    snprintf(j->from, sizeof j->from, "%s", report_str(doc, "period.from"));
-    snprintf(j->to, sizeof j->to, "%s", report_str(doc, "period.to"));
-    if (render_csv(doc, &j->csv) != 0 || render_html(doc, j->sha, &j->html) != 0)
-        snprintf(j->err, sizeof j->err, "no renderer for report type %s", j->type);
-    cJSON_Delete(doc);
+    report_render(&meta, j->data, &j->out);
 }
 
 static void rendered(uv_work_t *w, int status)
 {
     job_t *j = w->data;
-    if (status != 0 || j->err[0]) {
+    if (status != 0 || j->out.err[0]) {
         problem_send(j->req, 500, "internal", "Internal error", NULL, "%s",
-                     j->err[0] ? j->err : "the report could not be rendered");
+                     j->out.err[0] ? j->out.err : "the report could not be rendered");
         job_free(j);
         return;
     }
     char *params = cJSON_PrintUnformatted(j->params);
-    const char *p[13] = {j->tenant, j->id, j->type, params, j->from, j->to, j->generated,
-                         j->block_seq, j->block_hash, j->sha, j->canon.data, j->csv.data,
-                         j->html.data};
+    report_meta_t meta = {j->id, j->type, j->generated, j->params};
+    const char *p[13];
+    report_render_insert_params(j->tenant, &meta, params, &j->out, p);
     store_tx_t *tx = store_tx_new(j->app->store, stored, j);
     store_tx_exec(tx, "reports_insert", 13, p, NULL, NULL);
     store_tx_submit(tx);

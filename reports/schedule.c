@@ -11,6 +11,7 @@
 #include "render_csv.h"
 #include "render_html.h"
 #include "report.h"
+#include "report_render.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -377,9 +378,7 @@ typedef struct {
     char id[33], delivery[33], generated[32];
     cJSON *params;          /* as stored with the report: type, from, to, scope, schedule */
     char *data;
-    buf_t canon, csv, html;
-    char sha[65], block_seq[24], block_hash[65];
-    char err[160];
+    report_render_t out;    /* made on the worker */
 } run_t;
 
 static void run_end(run_t *r, const char *failure)
@@ -390,9 +389,7 @@ static void run_end(run_t *r, const char *failure)
                 r->to, r->tenant, failure);
     cJSON_Delete(r->params);
     free(r->data);
-    buf_free(&r->canon);
-    buf_free(&r->csv);
-    buf_free(&r->html);
+    report_render_free(&r->out);
     free(r);
     s->runs--;
     if (!failure && !s->stopping) deliver_poll(s->deliver);
@@ -422,24 +419,19 @@ static void render(uv_work_t *w)
 {
     run_t *r = w->data;
     report_meta_t meta = {r->id, r->type, r->generated, r->params};
-    cJSON *doc = report_build(&meta, r->data, &r->canon, r->sha, r->err, sizeof r->err);
-    if (!doc) return;
-    snprintf(r->block_seq, sizeof r->block_seq, "%.0f", report_num(doc, "block.seq"));
-    snprintf(r->block_hash, sizeof r->block_hash, "%s", report_str(doc, "block.hash"));
-    if (render_csv(doc, &r->csv) != 0 || render_html(doc, r->sha, &r->html) != 0)
-        snprintf(r->err, sizeof r->err, "no renderer for report type %s", r->type);
-    cJSON_Delete(doc);
+    report_render(&meta, r->data, &r->out);
 }
 
 /* One transaction: the report, the run marked generated (only if still ours), the delivery. */
 static void rendered(uv_work_t *w, int status)
 {
     run_t *r = w->data;
-    if (status != 0 || r->err[0]) return run_end(r, r->err[0] ? r->err : "not rendered");
+    if (status != 0 || r->out.err[0])
+        return run_end(r, r->out.err[0] ? r->out.err : "not rendered");
     char *params = cJSON_PrintUnformatted(r->params);
-    const char *ins[13] = {r->tenant, r->id, r->type, params, r->from, r->to, r->generated,
-                           r->block_seq, r->block_hash, r->sha, r->canon.data, r->csv.data,
-                           r->html.data};
+    report_meta_t meta = {r->id, r->type, r->generated, r->params};
+    const char *ins[13];
+    report_render_insert_params(r->tenant, &meta, params, &r->out, ins);
     const char *gen[7] = {r->tenant, r->schedule, r->from, r->to, r->s->owner, r->id, r->delivery};
     store_tx_t *tx = store_tx_new(r->s->app->store, stored, r);
     store_tx_exec(tx, "schedule_report_insert", 13, ins, NULL, NULL);
