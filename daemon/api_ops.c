@@ -107,7 +107,7 @@ static void prometheus(app_t *app, http_req_t *req, const router_match_t *m,
 
 const store_stmt_t api_ops_stmts[] = {
     /* Seqs are consecutive from 1, so the head's seq is the number of events. */
-    {"ops_status", "SELECT head_seq, head_hash FROM tenant WHERE id = $1"},
+    {"ops_status", "SELECT head_seq, head_hash FROM circa_head($1)"},
     {NULL, NULL},
 };
 

@@ -19,7 +19,7 @@ const store_stmt_t auth_stmts[] = {
     {"auth_key",
      "UPDATE api_key SET last_used_at = now() WHERE key_id = $1 "
      "RETURNING tenant_id, coalesce(party, ''), role, secret_hash, revoked_at IS NOT NULL, "
-     "coalesce((extract(epoch FROM expires_at) * 1000000)::bigint, 0)"},
+     "coalesce((extract(epoch FROM expires_at AT TIME ZONE 'UTC') * 1000000)::bigint, 0)"},
     {NULL, NULL},
 };
 

@@ -323,7 +323,7 @@ static int verify_snapshot(walk_t *w)
 {
     const char *params[1] = {w->tenant};
     PGresult *r = query(w, "SELECT head_seq, head_hash, coalesce(encode(sign_public_key, 'hex'), "
-                           "'') FROM tenant WHERE id = $1", 1, params, 0, "reading the tenant");
+                           "'') FROM circa_head($1)", 1, params, 0, "reading the tenant");
     if (!r) return -1;
     if (PQntuples(r) != 1) {
         PQclear(r);

@@ -10,8 +10,7 @@
 
 const store_stmt_t tenants_stmts[] = {
     {"tenant_head",
-     "SELECT head_seq, head_hash, mode, mass_balance_tolerance, time_zone FROM tenant "
-     "WHERE id = $1"},
+     "SELECT head_seq, head_hash, mode, mass_balance_tolerance, time_zone FROM circa_head($1)"},
     {"md_sites", "SELECT code, party FROM site WHERE tenant_id = $1"},
     {"md_parties", "SELECT code FROM party WHERE tenant_id = $1"},
     {"md_materials", "SELECT code, density_kg_m3 FROM material WHERE tenant_id = $1"},
