@@ -12,35 +12,69 @@
 #define STORE_STARTUP_GRACE_MS 2000
 
 /* A connection's life. The transitions allowed are in conn_allowed[]; conn_set_state is the
- * only writer of conn->state. CLOSED is final: store_close took the connection down. */
+ * only writer of conn->state. CLOSED is final: store_close took the connection down.
+ * READY is pipeline mode. A transaction with a COPY step (COPY is refused in pipeline mode)
+ * runs on an idle READY connection taken out of pipeline mode, one command at a time:
+ * COPY_BEGIN (BEGIN and the statements before a COPY), COPY_DATA (its data going out),
+ * COPY_REST (the COPY's result, later statements or another COPY, COMMIT), COPY_ROLLBACK
+ * (a step failed); then back to READY in pipeline mode. */
 typedef enum {
     CONN_DISCONNECTED,
     CONN_CONNECTING,
     CONN_PREPARING,
     CONN_READY,
+    CONN_COPY_BEGIN,
+    CONN_COPY_DATA,
+    CONN_COPY_REST,
+    CONN_COPY_ROLLBACK,
     CONN_BROKEN,
     CONN_CLOSED,
     CONN_NSTATES
 } conn_state_t;
 
 static const char *const conn_state_names[CONN_NSTATES] = {
-    "DISCONNECTED", "CONNECTING", "PREPARING", "READY", "BROKEN", "CLOSED",
+    "DISCONNECTED", "CONNECTING", "PREPARING", "READY", "COPY_BEGIN", "COPY_DATA", "COPY_REST",
+    "COPY_ROLLBACK", "BROKEN", "CLOSED",
 };
 
 static const unsigned char conn_allowed[CONN_NSTATES][CONN_NSTATES] = {
     [CONN_DISCONNECTED] = {[CONN_CONNECTING] = 1, [CONN_CLOSED] = 1},
     [CONN_CONNECTING] = {[CONN_PREPARING] = 1, [CONN_BROKEN] = 1},
     [CONN_PREPARING] = {[CONN_READY] = 1, [CONN_BROKEN] = 1},
-    [CONN_READY] = {[CONN_BROKEN] = 1},
+    [CONN_READY] = {[CONN_COPY_BEGIN] = 1, [CONN_BROKEN] = 1},
+    [CONN_COPY_BEGIN] = {[CONN_COPY_DATA] = 1, [CONN_COPY_ROLLBACK] = 1, [CONN_BROKEN] = 1},
+    [CONN_COPY_DATA] = {[CONN_COPY_REST] = 1, [CONN_BROKEN] = 1},
+    [CONN_COPY_REST] = {[CONN_COPY_DATA] = 1, [CONN_COPY_ROLLBACK] = 1, [CONN_READY] = 1,
+                        [CONN_BROKEN] = 1},
+    [CONN_COPY_ROLLBACK] = {[CONN_READY] = 1, [CONN_BROKEN] = 1},
     [CONN_BROKEN] = {[CONN_DISCONNECTED] = 1, [CONN_CLOSED] = 1},
 };
 
+/* Up: connected with the statements prepared, in pipeline mode or running a COPY. */
+static int conn_up(conn_state_t st)
+{
+    return st >= CONN_READY && st <= CONN_COPY_ROLLBACK;
+}
+
+/* Out of pipeline mode for a transaction with a COPY. */
+static int conn_solo(conn_state_t st)
+{
+    return st >= CONN_COPY_BEGIN && st <= CONN_COPY_ROLLBACK;
+}
+
+/* A COPY's data goes out in pieces this big, each once libpq has sent the one before. */
+#define STORE_COPY_CHUNK (256 * 1024)
+
+/* A step: a prepared statement, or (copy_sql set) a COPY FROM STDIN with its data. */
 typedef struct {
     char *name;
     int nparams;
     char **values;
     int *lengths;
     int *formats;
+    char *copy_sql;
+    char *data;
+    size_t len;
 } tx_stmt_t;
 
 struct store_tx {
@@ -53,6 +87,8 @@ struct store_tx {
     int nresults;       /* results received so far */
     int failed;         /* index of the first failing statement, or -1 */
     char *error;        /* for LOST/UNAVAILABLE, or a copy of the failing message */
+    int has_copy;       /* runs outside pipeline mode (see CONN_COPY_BEGIN) */
+    PGresult *ctl_fail; /* a failed BEGIN or COMMIT of such a transaction */
     store_tx_t *next;   /* in the store's queue or a connection's in-flight list */
 };
 
@@ -83,7 +119,14 @@ struct conn {
     int prep_failed;
     store_tx_t *head, *tail; /* in flight, oldest first */
     int inflight;
+    int step;            /* COPY_*: -1 BEGIN, 0..count-1 the tx's steps, count COMMIT */
+    int solo_pending;    /* COPY_*: a command was sent and its end (a NULL result) is owed */
+    size_t copy_off;     /* COPY_DATA: bytes of the step's data handed to libpq */
 };
+
+typedef struct {
+    store_tx_t *head, *tail;
+} txq_t;
 
 struct store {
     uv_loop_t *loop;
@@ -94,8 +137,10 @@ struct store {
     unsigned reconnect_min_ms, reconnect_max_ms;
     conn_t *conns;
     int nconns;
-    int nready;
-    store_tx_t *qhead, *qtail;
+    int nready;          /* connections up (conn_up) */
+    txq_t queue;         /* pipelined transactions waiting, FIFO */
+    txq_t copyq;         /* transactions with a COPY waiting for an idle connection */
+    conn_t *drain;       /* takes no new work while copyq waits, so that it becomes idle */
     unsigned long long queued;
     uv_timer_t fail_timer; /* fails the queue on the next iteration when nothing is ready */
     uv_timer_t grace_timer;
@@ -127,7 +172,12 @@ static void tx_free(store_tx_t *tx)
         free(st->lengths);
         free(st->formats);
     }
+    for (int i = 0; i < tx->count; i++) {
+        free(tx->stmts[i].copy_sql);
+        free(tx->stmts[i].data);
+    }
     for (int i = 0; tx->results && i < tx->count; i++) PQclear(tx->results[i]);
+    PQclear(tx->ctl_fail);
     free(tx->results);
     free(tx->stmts);
     free(tx->error);
@@ -147,22 +197,28 @@ static void tx_finish(store_tx_t *tx, store_status_t st, const char *why)
 
 static void queue_push(store_t *s, store_tx_t *tx)
 {
+    txq_t *q = tx->has_copy ? &s->copyq : &s->queue;
     tx->next = NULL;
-    if (s->qtail) s->qtail->next = tx;
-    else s->qhead = tx;
-    s->qtail = tx;
+    if (q->tail) q->tail->next = tx;
+    else q->head = tx;
+    q->tail = tx;
     s->queued++;
 }
 
-static store_tx_t *queue_pop(store_t *s)
+static store_tx_t *queue_pop(store_t *s, txq_t *q)
 {
-    store_tx_t *tx = s->qhead;
+    store_tx_t *tx = q->head;
     if (!tx) return NULL;
-    s->qhead = tx->next;
-    if (!s->qhead) s->qtail = NULL;
+    q->head = tx->next;
+    if (!q->head) q->tail = NULL;
     s->queued--;
     tx->next = NULL;
     return tx;
+}
+
+static int queue_empty(const store_t *s)
+{
+    return !s->queue.head && !s->copyq.head;
 }
 
 /* ---- the state setter ------------------------------------------------------------------- */
@@ -180,8 +236,8 @@ static void conn_set_state(conn_t *c, conn_state_t to, const char *why)
         log_msg(LOG_DEBUG, "store conn %d: %s -> %s: %s", c->id, conn_state_names[from],
                 conn_state_names[to], why);
     c->state = to;
-    if (to == CONN_READY) c->s->nready++;
-    if (from == CONN_READY) c->s->nready--;
+    if (conn_up(to) && !conn_up(from)) c->s->nready++;
+    if (conn_up(from) && !conn_up(to)) c->s->nready--;
 }
 
 /* ---- the socket watch ------------------------------------------------------------------- */
@@ -366,14 +422,14 @@ static void conn_reason(char *out, size_t outlen, const char *why)
 static void conn_break(conn_t *c, const char *why)
 {
     store_t *s = c->s;
-    if (c->state != CONN_CONNECTING && c->state != CONN_PREPARING && c->state != CONN_READY)
+    if (c->state != CONN_CONNECTING && c->state != CONN_PREPARING && !conn_up(c->state))
         return; /* already down */
     char reason[256];
     conn_reason(reason, sizeof reason, why);
     /* A database that stays down would log every back-off: say it once, then in debug. */
-    int level = s->closing ? LOG_INFO : c->state == CONN_READY || !c->fail_streak ? LOG_WARN
-                                                                                   : LOG_DEBUG;
-    if (c->state != CONN_READY) c->fail_streak++;
+    int level = s->closing ? LOG_INFO : conn_up(c->state) || !c->fail_streak ? LOG_WARN
+                                                                              : LOG_DEBUG;
+    if (!conn_up(c->state)) c->fail_streak++;
     log_msg(level, "store conn %d: closing: %s", c->id, reason);
     conn_set_state(c, CONN_BROKEN, reason);
     store_tx_t *lost = conn_take_inflight(c);
@@ -400,7 +456,7 @@ static void conn_break(conn_t *c, const char *why)
 static void conn_shutdown(conn_t *c)
 {
     if (c->state == CONN_CLOSED) return;
-    if (c->state == CONN_READY || c->state == CONN_CONNECTING || c->state == CONN_PREPARING) {
+    if (conn_up(c->state) || c->state == CONN_CONNECTING || c->state == CONN_PREPARING) {
         conn_break(c, "store closing");
         return;
     }
@@ -474,6 +530,170 @@ static void tx_on_result(conn_t *c, PGresult *r)
     tx->nresults++;
 }
 
+/* ---- a transaction with a COPY: one command at a time, outside pipeline mode ---------- */
+
+static void conn_after_tx(conn_t *c);
+static int conn_flush(conn_t *c);
+static void conn_push_inflight(conn_t *c, store_tx_t *tx);
+
+/* Sends the command of c->step (BEGIN, a statement, a COPY, COMMIT) and waits for its end. */
+static void solo_send(conn_t *c)
+{
+    store_tx_t *tx = c->head;
+    int ok;
+    if (c->step < 0) {
+        ok = PQsendQuery(c->pg, "BEGIN");
+    } else if (c->step == tx->count) {
+        ok = PQsendQuery(c->pg, "COMMIT");
+    } else {
+        tx_stmt_t *st = &tx->stmts[c->step];
+        ok = st->copy_sql ? PQsendQuery(c->pg, st->copy_sql)
+                          : PQsendQueryPrepared(c->pg, st->name, st->nparams,
+                                                (const char *const *)st->values, st->lengths,
+                                                st->formats, 0);
+    }
+    c->solo_pending = 1;
+    if (!ok) conn_break(c, PQerrorMessage(c->pg));
+    else conn_flush(c);
+}
+
+/* Takes an idle READY connection out of pipeline mode and starts tx there. */
+static void solo_start(conn_t *c, store_tx_t *tx)
+{
+    conn_push_inflight(c, tx);
+    if (PQexitPipelineMode(c->pg) != 1) {
+        conn_break(c, PQerrorMessage(c->pg)); /* tx is in flight there: LOST */
+        return;
+    }
+    conn_set_state(c, CONN_COPY_BEGIN, "transaction with a COPY");
+    c->step = -1;
+    solo_send(c);
+}
+
+/* Hands the step's data to libpq a chunk at a time, each only once the one before has gone
+ * out, so a large COPY never sits twice in memory; resumes when the socket is writable. */
+static void copy_push(conn_t *c)
+{
+    tx_stmt_t *st = &c->head->stmts[c->step];
+    for (;;) {
+        int f = PQflush(c->pg);
+        if (f < 0 || PQstatus(c->pg) == CONNECTION_BAD) goto broken;
+        if (f > 0) goto wait;
+        if (c->copy_off == st->len) break;
+        size_t n = st->len - c->copy_off < STORE_COPY_CHUNK ? st->len - c->copy_off
+                                                            : STORE_COPY_CHUNK;
+        int r = PQputCopyData(c->pg, st->data + c->copy_off, (int)n);
+        if (r < 0) goto broken;
+        if (r == 0) goto wait;
+        c->copy_off += n;
+    }
+    int r = PQputCopyEnd(c->pg, NULL);
+    if (r < 0) goto broken;
+    if (r == 0) goto wait;
+    conn_set_state(c, CONN_COPY_REST, "COPY data sent");
+    conn_flush(c);
+    return;
+wait:
+    if (conn_poll_watch(c, UV_READABLE | UV_WRITABLE) == 0) return;
+broken:
+    conn_break(c, PQerrorMessage(c->pg));
+}
+
+/* The server takes the COPY's data: send it. */
+static void solo_copy_in(conn_t *c)
+{
+    c->copy_off = 0;
+    conn_set_state(c, CONN_COPY_DATA, "COPY accepted");
+    copy_push(c);
+}
+
+static void solo_on_result(conn_t *c, PGresult *r)
+{
+    store_tx_t *tx = c->head;
+    ExecStatusType st = PQresultStatus(r);
+    int is_copy = c->step >= 0 && c->step < tx->count && tx->stmts[c->step].copy_sql;
+    if (st == PGRES_COPY_IN && is_copy && c->state != CONN_COPY_ROLLBACK) {
+        PQclear(r);
+        solo_copy_in(c);
+        return;
+    }
+    if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+        PQclear(r); /* a statement that is a COPY of its own: we cannot drive it */
+        conn_break(c, "unexpected COPY mode");
+        return;
+    }
+    int bad = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+    if (c->state != CONN_COPY_ROLLBACK && c->step >= 0 && c->step < tx->count &&
+        !tx->results[c->step]) {
+        tx->results[c->step] = r; /* same index as in a pipelined transaction */
+        tx->nresults = c->step + 1;
+        if (bad && tx->failed < 0) tx->failed = c->step;
+        return;
+    }
+    /* BEGIN, COMMIT or ROLLBACK: only a failure of BEGIN or COMMIT is worth keeping. */
+    if (bad && c->state != CONN_COPY_ROLLBACK && tx->failed < 0 && !tx->ctl_fail)
+        tx->ctl_fail = r;
+    else PQclear(r);
+}
+
+/* Back to pipeline mode and READY, then the transaction's callback. */
+static void solo_end(conn_t *c, store_status_t st)
+{
+    store_tx_t *tx = conn_take_inflight(c);
+    int ok = PQenterPipelineMode(c->pg) == 1;
+    c->expect_null = 0;
+    conn_set_state(c, CONN_READY, st == STORE_OK ? "COPY committed" : "COPY rolled back");
+    tx_finish(tx, st, NULL);
+    if (!ok) conn_break(c, PQerrorMessage(c->pg));
+    else if (c->state == CONN_READY) conn_after_tx(c);
+}
+
+/* The current command ended (libpq's NULL result): the next step, ROLLBACK, or the end. */
+static void solo_on_done(conn_t *c)
+{
+    store_tx_t *tx = c->head;
+    c->solo_pending = 0;
+    int failed = tx->failed >= 0 || tx->ctl_fail;
+    if (c->state == CONN_COPY_ROLLBACK || (failed && c->step == tx->count)) {
+        solo_end(c, STORE_SQL_ERROR); /* a failed COMMIT has ended the transaction already */
+        return;
+    }
+    if (failed) {
+        conn_set_state(c, CONN_COPY_ROLLBACK, "a step failed");
+        c->solo_pending = 1;
+        if (!PQsendQuery(c->pg, "ROLLBACK")) conn_break(c, PQerrorMessage(c->pg));
+        else conn_flush(c);
+        return;
+    }
+    if (c->step == tx->count) {
+        solo_end(c, STORE_OK);
+        return;
+    }
+    c->step++;
+    solo_send(c);
+}
+
+/* ---- reading and writing ---------------------------------------------------------------- */
+
+/* States in which results are collected; COPY_DATA is sending and owes none yet. */
+static int conn_takes_results(conn_state_t st)
+{
+    return st == CONN_PREPARING || (conn_up(st) && st != CONN_COPY_DATA);
+}
+
+/* A NULL result: the end of a command. Returns 0 when nothing more is owed for now. */
+static int conn_on_null(conn_t *c)
+{
+    if (conn_solo(c->state)) {
+        if (!c->solo_pending) return 0;
+        solo_on_done(c);
+        return 1;
+    }
+    if (!c->expect_null) return 0; /* idle: nothing more is owed to us */
+    c->expect_null = 0;
+    return 1;
+}
+
 /* Reads what arrived and hands each result to its owner. Returns -1 when c went down. */
 static int conn_read(conn_t *c)
 {
@@ -481,21 +701,21 @@ static int conn_read(conn_t *c)
         conn_break(c, PQerrorMessage(c->pg));
         return -1;
     }
-    while (c->pg && !PQisBusy(c->pg)) {
+    while (c->pg && conn_takes_results(c->state) && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (!r) {
-            if (!c->expect_null) break; /* idle: nothing more is owed to us */
-            c->expect_null = 0;
+            if (!conn_on_null(c)) break;
             continue;
         }
         if (c->state == CONN_PREPARING) prep_on_result(c, r);
         else if (c->state == CONN_READY && c->head) tx_on_result(c, r);
+        else if (conn_solo(c->state)) solo_on_result(c, r);
         else {
             PQclear(r);
             conn_break(c, "result nobody asked for");
         }
-        if (c->state != CONN_READY && c->state != CONN_PREPARING) return -1;
     }
+    if (!c->pg) return -1; /* went down meanwhile */
     if (PQstatus(c->pg) == CONNECTION_BAD) {
         conn_break(c, PQerrorMessage(c->pg));
         return -1;
@@ -519,40 +739,63 @@ static void conn_on_poll(uv_poll_t *h, int status, int events)
 {
     conn_t *c = ((pgpoll_t *)h->data)->c;
     if (status < 0) {
-        conn_break(c, uv_strerror(status));
+        /* libpq may have closed the socket on finding the server gone: its reason is better. */
+        int bad = c->pg && PQstatus(c->pg) == CONNECTION_BAD;
+        conn_break(c, bad ? PQerrorMessage(c->pg) : uv_strerror(status));
         return;
     }
-    switch (c->state) {
-    case CONN_CONNECTING:
+    if (c->state == CONN_CONNECTING) {
         conn_connect_step(c);
         return;
-    case CONN_PREPARING:
-    case CONN_READY:
-        if ((events & UV_WRITABLE) && conn_flush(c) != 0) return;
-        if ((events & UV_READABLE) && conn_read(c) != 0) return;
-        if (c->state == CONN_READY && c->s->closing && !c->inflight) conn_shutdown(c);
-        else if (c->poll_events & UV_WRITABLE) conn_flush(c);
-        return;
-    default:
-        return; /* a late event for a socket we no longer care about */
     }
+    if (c->state != CONN_PREPARING && !conn_up(c->state))
+        return; /* a late event for a socket we no longer care about */
+    if (events & UV_WRITABLE) {
+        if (c->state == CONN_COPY_DATA) copy_push(c);
+        else conn_flush(c);
+        if (!c->pg) return;
+    }
+    if ((events & UV_READABLE) && conn_read(c) != 0) return;
+    if (c->state == CONN_READY && c->s->closing && !c->inflight) conn_shutdown(c);
+    else if (c->state != CONN_COPY_DATA && (c->poll_events & UV_WRITABLE)) conn_flush(c);
 }
 
 /* ---- dispatching ------------------------------------------------------------------------ */
 
-/* The least busy READY connection with room in its pipeline, or NULL. */
+/* The least busy READY connection with room in its pipeline, or NULL. The one draining for a
+ * COPY takes nothing new. */
 static conn_t *store_pick(store_t *s)
 {
     conn_t *best = NULL;
     for (int i = 0; i < s->nconns; i++) {
         conn_t *c = &s->conns[i];
-        if (c->state != CONN_READY || c->inflight >= s->max_pipeline) continue;
+        if (c->state != CONN_READY || c->inflight >= s->max_pipeline || c == s->drain) continue;
         if (!best || c->inflight < best->inflight) best = c;
     }
     return best;
 }
 
-static int tx_send(conn_t *c, store_tx_t *tx)
+/* A READY connection with nothing in flight, the draining one first; or NULL. */
+static conn_t *store_pick_idle(store_t *s)
+{
+    if (s->drain && s->drain->state == CONN_READY && !s->drain->inflight) return s->drain;
+    for (int i = 0; i < s->nconns; i++)
+        if (s->conns[i].state == CONN_READY && !s->conns[i].inflight) return &s->conns[i];
+    return NULL;
+}
+
+/* The READY connection that will be idle soonest, to drain for a waiting COPY. */
+static conn_t *store_pick_drain(store_t *s)
+{
+    conn_t *best = NULL;
+    for (int i = 0; i < s->nconns; i++) {
+        conn_t *c = &s->conns[i];
+        if (c->state == CONN_READY && (!best || c->inflight < best->inflight)) best = c;
+    }
+    return best;
+}
+
+static void conn_push_inflight(conn_t *c, store_tx_t *tx)
 {
     tx->results = xcalloc((size_t)(tx->count ? tx->count : 1), sizeof *tx->results);
     tx->next = NULL;
@@ -560,6 +803,11 @@ static int tx_send(conn_t *c, store_tx_t *tx)
     else c->head = tx;
     c->tail = tx;
     c->inflight++;
+}
+
+static int tx_send(conn_t *c, store_tx_t *tx)
+{
+    conn_push_inflight(c, tx);
     for (int i = 0; i < tx->count; i++) {
         tx_stmt_t *st = &tx->stmts[i];
         if (!PQsendQueryPrepared(c->pg, st->name, st->nparams, (const char *const *)st->values,
@@ -569,11 +817,26 @@ static int tx_send(conn_t *c, store_tx_t *tx)
     return PQpipelineSync(c->pg) ? 0 : -1;
 }
 
+/* Transactions with a COPY need an idle connection. Pipelines rarely all empty at once under
+ * load, so while one waits a chosen connection takes no new work until it is idle. */
+static void dispatch_copies(store_t *s)
+{
+    conn_t *c;
+    while (s->copyq.head && !s->closing && (c = store_pick_idle(s))) {
+        s->drain = NULL;
+        solo_start(c, queue_pop(s, &s->copyq));
+    }
+    if (!s->copyq.head) s->drain = NULL;
+    else if (!s->drain || s->drain->state != CONN_READY) s->drain = store_pick_drain(s);
+}
+
 static void store_dispatch(store_t *s)
 {
     conn_t *c;
-    while (s->qhead && !s->closing && (c = store_pick(s))) {
-        store_tx_t *tx = queue_pop(s);
+    if (s->closing) return;
+    dispatch_copies(s);
+    while (s->queue.head && !s->closing && (c = store_pick(s))) {
+        store_tx_t *tx = queue_pop(s, &s->queue);
         if (tx_send(c, tx) != 0) {
             conn_break(c, PQerrorMessage(c->pg)); /* tx is in flight there: LOST */
             continue;
@@ -582,25 +845,39 @@ static void store_dispatch(store_t *s)
     }
 }
 
-/* Fails the queue when nothing can take it; runs on the loop, never inside a caller. */
-static void fail_timer_cb(uv_timer_t *t)
+/* A transaction left c: shut it down when closing, else give it (and others) work. */
+static void conn_after_tx(conn_t *c)
 {
-    store_t *s = t->data;
-    if (!s->closing && (s->nready || !s->startup_over)) return;
-    store_tx_t *list = s->qhead;
-    s->qhead = s->qtail = NULL;
-    s->queued = 0;
+    if (c->s->closing && !c->inflight) conn_shutdown(c);
+    else store_dispatch(c->s);
+}
+
+static void fail_list(store_t *s, store_tx_t *list)
+{
     while (list) {
         store_tx_t *next = list->next;
         tx_finish(list, STORE_UNAVAILABLE, s->closing ? "store closing" : "no database connection");
         list = next;
     }
+}
+
+/* Fails the queue when nothing can take it; runs on the loop, never inside a caller. */
+static void fail_timer_cb(uv_timer_t *t)
+{
+    store_t *s = t->data;
+    if (!s->closing && (s->nready || !s->startup_over)) return;
+    store_tx_t *list = s->queue.head, *copies = s->copyq.head;
+    s->queue.head = s->queue.tail = s->copyq.head = s->copyq.tail = NULL;
+    s->queued = 0;
+    s->drain = NULL;
+    fail_list(s, list);
+    fail_list(s, copies);
     store_maybe_finish(s);
 }
 
 static void store_kick(store_t *s)
 {
-    if (s->qhead && !s->finishing) uv_timer_start(&s->fail_timer, fail_timer_cb, 0, 0);
+    if (!queue_empty(s) && !s->finishing) uv_timer_start(&s->fail_timer, fail_timer_cb, 0, 0);
 }
 
 static void grace_timer_cb(uv_timer_t *t)
@@ -648,7 +925,7 @@ static void store_maybe_finish(store_t *s)
         if (done) done(arg);
         return;
     }
-    if (s->qhead) return;
+    if (!queue_empty(s)) return;
     for (int i = 0; i < s->nconns; i++)
         if (s->conns[i].state != CONN_CLOSED) return;
     s->finishing = 1;
@@ -746,14 +1023,21 @@ store_tx_t *store_tx_new(store_t *s, store_tx_cb cb, void *arg)
     return tx;
 }
 
-void store_tx_exec(store_tx_t *tx, const char *stmt, int nparams, const char *const *values,
-                   const int *lengths, const int *formats)
+static tx_stmt_t *tx_add_step(store_tx_t *tx)
 {
     if (tx->count == tx->cap) {
         tx->cap = tx->cap ? tx->cap * 2 : 4;
         tx->stmts = xrealloc(tx->stmts, (size_t)tx->cap * sizeof *tx->stmts);
     }
     tx_stmt_t *st = &tx->stmts[tx->count++];
+    memset(st, 0, sizeof *st);
+    return st;
+}
+
+void store_tx_exec(store_tx_t *tx, const char *stmt, int nparams, const char *const *values,
+                   const int *lengths, const int *formats)
+{
+    tx_stmt_t *st = tx_add_step(tx);
     st->name = xstrdup(stmt);
     st->nparams = nparams;
     st->values = xcalloc((size_t)(nparams ? nparams : 1), sizeof *st->values);
@@ -769,6 +1053,15 @@ void store_tx_exec(store_tx_t *tx, const char *stmt, int nparams, const char *co
         st->values[i][n] = '\0';
         st->lengths[i] = (int)n;
     }
+}
+
+void store_tx_copy(store_tx_t *tx, const char *copy_sql, char *data, size_t len)
+{
+    tx_stmt_t *st = tx_add_step(tx);
+    st->copy_sql = xstrdup(copy_sql);
+    st->data = data;
+    st->len = len;
+    tx->has_copy = 1;
 }
 
 void store_tx_submit(store_tx_t *tx)
@@ -791,18 +1084,26 @@ const PGresult *store_tx_result(const store_tx_t *tx, int i)
     return tx->results[i];
 }
 
+/* The result that failed the transaction: a statement's, or a BEGIN's or COMMIT's. */
+static const PGresult *tx_failure(const store_tx_t *tx)
+{
+    return tx->failed >= 0 ? tx->results[tx->failed] : tx->ctl_fail;
+}
+
 const char *store_tx_sqlstate(const store_tx_t *tx)
 {
-    if (tx->failed < 0) return "";
-    const char *v = PQresultErrorField(tx->results[tx->failed], PG_DIAG_SQLSTATE);
+    const PGresult *r = tx_failure(tx);
+    if (!r) return "";
+    const char *v = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     return v ? v : "";
 }
 
 const char *store_tx_error(const store_tx_t *tx)
 {
-    if (tx->failed >= 0) {
-        const char *v = PQresultErrorField(tx->results[tx->failed], PG_DIAG_MESSAGE_PRIMARY);
-        return v ? v : PQresultErrorMessage(tx->results[tx->failed]);
+    const PGresult *r = tx_failure(tx);
+    if (r) {
+        const char *v = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        return v ? v : PQresultErrorMessage(r);
     }
     return tx->error ? tx->error : "";
 }

@@ -43,14 +43,23 @@ int store_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out, char *
  * connections and frees the pool, then calls done. */
 void store_close(store_t *s, void (*done)(void *arg), void *arg);
 /* 1 when at least one connection is ready. */
-int store_ready(const store_t *s);
+int store_ready(const store_t *s);  /* (READY or running a COPY) */
 
 /* A transaction under construction. Parameters are copied. fmt 0 = text, 1 = binary; lens
  * may be NULL for text. Results are text format. */
 store_tx_t *store_tx_new(store_t *s, store_tx_cb cb, void *arg);
 void store_tx_exec(store_tx_t *tx, const char *stmt, int nparams, const char *const *values,
                    const int *lengths, const int *formats);
-/* Sends it when a connection can take it (FIFO). When no connection is up the callback
+/* Adds a COPY step: copy_sql is a `COPY ... FROM STDIN` (e.g. FORMAT binary, see pgcopy.h)
+ * and data its len bytes, which the transaction takes over (freed with it). Steps before and
+ * after it run in the same transaction. A transaction with a COPY step runs outside pipeline
+ * mode (PostgreSQL refuses COPY there) on a connection with nothing else in flight: BEGIN,
+ * each step one at a time, COMMIT. Outcomes, store_tx_result indexes and SQLSTATEs are as for
+ * any transaction; the COPY step's result is COMMAND_OK. Worth it for large row sets only:
+ * it costs a few round trips, but PostgreSQL inserts COPY rows in batches. */
+void store_tx_copy(store_tx_t *tx, const char *copy_sql, char *data, size_t len);
+/* Sends it when a connection can take it (FIFO; transactions with a COPY wait for an idle
+ * connection and may be overtaken by pipelined ones). When no connection is up the callback
  * runs on the next loop iteration with STORE_UNAVAILABLE. */
 void store_tx_submit(store_tx_t *tx);
 
