@@ -16,10 +16,12 @@
 #include "config.h"
 #include "ingest.h"
 #include "log.h"
+#include "notify.h"
 #include "stats.h"
 #include "tenants.h"
 #include "version.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +127,7 @@ static void on_signal(uv_signal_t *s, int signum)
     if (d->stopping) return;
     d->stopping = 1;
     log_msg(LOG_INFO, "stopping on %s: finishing requests in flight", strsignal(signum));
+    notify_send("STOPPING=1");
     http_server_stop(d->app.http, http_stopped, d);
 }
 
@@ -169,6 +172,8 @@ static int start(daemon_t *d)
     watch_signal(d, &d->sighup, SIGHUP);
     log_msg(LOG_INFO, "circad %s listening on http://%s:%d", CIRCA_VERSION, app->cfg.listen_host,
             http_server_port(app->http));
+    /* Ready means accepting connections; the database may still be coming (see /readyz). */
+    if (notify_send("READY=1") < 0) log_msg(LOG_WARN, "sd_notify READY failed: %s", strerror(errno));
     return 0;
 }
 
