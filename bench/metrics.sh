@@ -21,6 +21,7 @@ LOG=$CIRCA_DATA_DIR/circad.log
 SAVED=$CIRCA_DATA_DIR/derive.sql
 CIRCAD_PID=
 
+. bench/lib.sh
 say() { printf 'bench-metrics: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 psql_() { scripts/pg.sh psql -qtAX -v ON_ERROR_STOP=1 "$@"; }
@@ -29,42 +30,18 @@ cleanup() {
   local rc=$?
   # The derive functions are put back whatever happened (the cluster is the bench's own).
   if [ -s "$SAVED" ]; then psql_ -f "$SAVED" >/dev/null 2>&1 || true; fi
-  if [ -n "$CIRCAD_PID" ] && kill -0 "$CIRCAD_PID" 2>/dev/null; then
-    kill -TERM "$CIRCAD_PID"
-    for _ in $(seq 100); do kill -0 "$CIRCAD_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$CIRCAD_PID" 2>/dev/null || true
-  fi
+  bench_stop_circad
   scripts/pg.sh stop >/dev/null 2>&1 || true
   exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for b in bin/circad bin/circa bin/bench/metrics_bench; do
-  [ -x "$b" ] || die "$b is missing: run 'make bench'"
-done
-command -v curl >/dev/null || die "curl is needed"
-if (exec 3<>"/dev/tcp/127.0.0.1/18361") 2>/dev/null; then die "port 18361 is taken"; fi
+bench_need bin/circad bin/circa bin/bench/metrics_bench
 
 start_database() {
-  mkdir -p "$CIRCA_DATA_DIR"
   rm -f "$SAVED"
-  scripts/pg.sh destroy >/dev/null 2>&1 || true
-  scripts/pg.sh start >&2
-  DATABASE_URL=$(scripts/pg.sh url)
-  export DATABASE_URL
-  bin/circa migrate >&2
-}
-
-start_circad() {
-  CIRCA_LISTEN=$LISTEN CIRCA_LOG=warn bin/circad 2>"$LOG" &
-  CIRCAD_PID=$!
-  for _ in $(seq 300); do
-    kill -0 "$CIRCAD_PID" 2>/dev/null || { tail -20 "$LOG" >&2; die "circad exited"; }
-    curl -fs -o /dev/null "$URL/readyz" && return 0
-    sleep 0.1
-  done
-  die "circad not ready after 30 s"
+  bench_fresh_database
 }
 
 tenant() { local k; k=$(bin/circa tenants create "$1") && [ -n "$k" ] || die "no key for tenant $1"; echo "$k"; }
@@ -117,7 +94,7 @@ reads() {
 main() {
   local off on big r key m f t cost
   start_database
-  start_circad
+  bench_start_circad
   say "derive off: $COMPARE events (circa_derive_group a no-op in the bench database)"
   derive_off
   off=$(demo "$(tenant bench-off)" 2 "$COMPARE")

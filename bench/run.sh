@@ -22,51 +22,26 @@ LOG=$CIRCA_DATA_DIR/circad.log
 RSS_FILE=$CIRCA_DATA_DIR/rss.peak
 CIRCAD_PID= SAMPLER_PID=
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+. bench/lib.sh
 
 cleanup() {
   local rc=$?
   if [ -n "$SAMPLER_PID" ]; then kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; fi
-  if [ -n "$CIRCAD_PID" ] && kill -0 "$CIRCAD_PID" 2>/dev/null; then
-    kill -TERM "$CIRCAD_PID"
-    for _ in $(seq 100); do kill -0 "$CIRCAD_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$CIRCAD_PID" 2>/dev/null || true
-  fi
+  bench_stop_circad
   scripts/pg.sh stop >/dev/null 2>&1 || true
   exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for b in bin/circad bin/circa bin/bench/loadgen bin/bench/copyload; do
-  [ -x "$b" ] || die "$b is missing: run 'make bench'"
-done
-command -v curl >/dev/null || die "curl is needed"
-if (exec 3<>"/dev/tcp/127.0.0.1/18099") 2>/dev/null; then die "port 18099 is taken"; fi
+bench_need bin/circad bin/circa bin/bench/loadgen bin/bench/copyload
 
-# A fresh cluster each run, so every run starts from empty tables.
 start_database() {
-  mkdir -p "$CIRCA_DATA_DIR"
-  scripts/pg.sh destroy >/dev/null 2>&1 || true
-  scripts/pg.sh start >&2
-  DATABASE_URL=$(scripts/pg.sh url)
-  export DATABASE_URL
-  bin/circa migrate >&2
+  bench_fresh_database
   ADMIN_KEY=$(bin/circa tenants create "$TENANT")
   [ -n "$ADMIN_KEY" ] || die "circa tenants create printed no key"
 }
 
-start_circad() {
-  CIRCA_LISTEN=$LISTEN CIRCA_LOG=warn bin/circad 2>"$LOG" &
-  CIRCAD_PID=$!
-  for _ in $(seq 300); do
-    kill -0 "$CIRCAD_PID" 2>/dev/null || { tail -20 "$LOG" >&2; die "circad exited"; }
-    curl -fs -o /dev/null "$URL/readyz" && return 0
-    sleep 0.1
-  done
-  die "circad not ready after 30 s"
-}
 
 # POST one master-data record as the admin: 201 (created) or 200 (identical one exists).
 post() {
@@ -148,7 +123,7 @@ machine() {
 main() {
   local b s c rc=0 rows
   start_database
-  start_circad
+  bench_start_circad
   create_master_data
   sample_rss & SAMPLER_PID=$!
   say "warm-up (1 s)"
