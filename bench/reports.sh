@@ -85,10 +85,10 @@ demo() {
 }
 
 # The body of each report type over the demo year; the recovery certificate is the
-# factories' (ACME) waste at the recycler (GREENCYCLE).
+# collector's (PARKWASTE) deliveries to the recycler (GREENCYCLE).
 body() {
   local extra=
-  [ "$1" = recovery_certificate ] && extra=',"generator":"ACME","recycler":"GREENCYCLE"'
+  [ "$1" = recovery_certificate ] && extra=',"generator":"PARKWASTE","recycler":"GREENCYCLE"'
   printf '{"type":"%s","from":"%d-01-01","to":"%d-01-01"%s}' "$1" "$YEAR" $((YEAR + 1)) "$extra"
 }
 
@@ -107,7 +107,7 @@ machine() {
 }
 
 main() {
-  local key line t k r secs status id bytes worst=0 errors=0 all=
+  local key line t k r secs status id bytes worst errors v
   start_database
   start_circad
   key=$(bin/circa tenants create bench-reports) && [ -n "$key" ] || die "no key for the tenant"
@@ -124,9 +124,7 @@ main() {
         bytes=0
         [ "$status" = 201 ] && [ -n "$id" ] \
           && bytes=$(psql_ -c "SELECT octet_length(canon) FROM report WHERE id = '$id'")
-        [ "$status" = 201 ] || errors=$((errors + 1))
         echo "scenario=report_$t events=$EVENTS run=$k seconds=$secs status=$status bytes=$bytes"
-        [ "$t" = waste_register ] && worst=$(awk -v a="$worst" -v b="$secs" 'BEGIN { print (b > a ? b : a) }')
       done
     done
   } | tee "$OUT"
