@@ -38,7 +38,8 @@ help:
 	@echo "make test       unit and integration tests against a private PostgreSQL"
 	@echo "make asan       the same tests built with ASan+UBSan"
 	@echo "make valgrind   unit tests and circad under valgrind memcheck"
-	@echo "make bench      ingest benchmark (events/s, latency, ratio to COPY)"
+	@echo "make bench      ingest (ratio to COPY), metrics, reports and MQTT benchmarks"
+	@echo "make test-citus the integration tests on a three-node Citus cluster"
 	@echo "make stop       stop a private cluster left behind"
 
 deps:
@@ -109,6 +110,7 @@ bench: deps all
 	$(Q)$(MAKE) --no-print-directory bench-bins
 	$(Q)bench/run.sh
 	$(Q)bench/metrics.sh
+	$(Q)bench/reports.sh
 	$(Q)bench/mqtt.sh
 
 stop:

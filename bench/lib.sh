@@ -34,10 +34,13 @@ bench_start_circad() {
   die "circad not ready after 30 s"
 }
 
-# SIGTERM, then SIGKILL after 10 s.
-bench_stop_circad() {
-  [ -n "${CIRCAD_PID:-}" ] && kill -0 "$CIRCAD_PID" 2>/dev/null || return 0
-  kill -TERM "$CIRCAD_PID"
-  for _ in $(seq 100); do kill -0 "$CIRCAD_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$CIRCAD_PID" 2>/dev/null || true
+# SIGTERM to a process we started, then SIGKILL after 10 s.
+bench_stop_pid() {
+  local pid=${1:-}
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
 }
+
+bench_stop_circad() { bench_stop_pid "${CIRCAD_PID:-}"; }

@@ -22,53 +22,22 @@ LOG=$CIRCA_DATA_DIR/circad.log
 CIRCAD_PID=
 DEMO_PID=
 
+. bench/lib.sh
 say() { printf 'bench-reports: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 psql_() { scripts/pg.sh psql -qtAX -v ON_ERROR_STOP=1 "$@"; }
 
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid"
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
 cleanup() {
   local rc=$?
-  stop_pid "$DEMO_PID"
-  stop_pid "$CIRCAD_PID"
+  bench_stop_pid "$DEMO_PID"
+  bench_stop_pid "$CIRCAD_PID"
   scripts/pg.sh stop >/dev/null 2>&1 || true
   exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for b in bin/circad bin/circa; do
-  [ -x "$b" ] || die "$b is missing: run 'make bench'"
-done
-command -v curl >/dev/null || die "curl is needed"
-if (exec 3<>"/dev/tcp/127.0.0.1/18382") 2>/dev/null; then die "port 18382 is taken"; fi
-
-start_database() {
-  mkdir -p "$CIRCA_DATA_DIR"
-  scripts/pg.sh destroy >/dev/null 2>&1 || true
-  scripts/pg.sh start >&2
-  DATABASE_URL=$(scripts/pg.sh url)
-  export DATABASE_URL
-  bin/circa migrate >&2
-}
-
-start_circad() {
-  CIRCA_LISTEN=$LISTEN CIRCA_LOG=warn bin/circad 2>"$LOG" &
-  CIRCAD_PID=$!
-  for _ in $(seq 300); do
-    kill -0 "$CIRCAD_PID" 2>/dev/null || { tail -20 "$LOG" >&2; die "circad exited"; }
-    curl -fs -o /dev/null "$URL/readyz" && return 0
-    sleep 0.1
-  done
-  die "circad not ready after 30 s"
-}
+bench_need bin/circad bin/circa
 
 field() { local f; for f in $2; do [ "${f%%=*}" = "$1" ] && { echo "${f#*=}"; return; }; done; echo 0; }
 
@@ -108,8 +77,8 @@ machine() {
 
 main() {
   local key line t k r secs status id bytes worst errors v
-  start_database
-  start_circad
+  bench_fresh_database
+  bench_start_circad
   key=$(bin/circa tenants create bench-reports) && [ -n "$key" ] || die "no key for the tenant"
   say "loading $EVENTS demo events (circa demo, seed 1)"
   line=$(demo "$key" "$EVENTS")
