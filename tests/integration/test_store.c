@@ -1,4 +1,4 @@
-// uses: daemon/store daemon/pgarr daemon/buf daemon/log
+// uses: tests/store_fixture daemon/store daemon/pgarr daemon/buf daemon/log
 /* test_store — the async pool against a real PostgreSQL on a real loop, including an outage. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 
 #include "pgarr.h"
 #include "store.h"
+#include "store_fixture.h"
 
 static char table[64];
 static char sql_ins[256], sql_count[256], sql_name[256], sql_arr[512], sql_one[256];
@@ -28,119 +29,32 @@ static const store_stmt_t stmts[] = {
     {NULL, NULL},
 };
 
-/* What a transaction's callback saw. */
-typedef struct {
-    int done;
-    store_status_t st;
-    char sqlstate[8];
-    char error[256];
-    int count;
-    int res_status[8]; /* ExecStatusType, or -1 for a NULL result */
-    char value[64];    /* first row, first column of the last statement with rows */
-} outcome_t;
 
-typedef struct {
-    uv_loop_t loop;
-    uv_timer_t guard;
-    uv_process_t proc;
-    int timed_out;
-    int closed;
-    int spawn_done;
-    int64_t spawn_status;
-    store_t *s;
-} fixture_t;
-
-static void guard_cb(uv_timer_t *t)
-{
-    ((fixture_t *)t->data)->timed_out = 1;
-}
-
-/* Runs the loop until cond holds; the guard timer makes sure each turn ends. */
-#define WAIT_UNTIL(f, cond, ms)                                                       \
-    do {                                                                              \
-        (f)->timed_out = 0;                                                           \
-        uv_timer_start(&(f)->guard, guard_cb, (ms), 0);                               \
-        while (!(cond) && !(f)->timed_out) uv_run(&(f)->loop, UV_RUN_ONCE);           \
-        uv_timer_stop(&(f)->guard);                                                   \
-        if (!(cond)) fail_msg("timed out waiting for: %s", #cond);                    \
-    } while (0)
-
-static void on_tx(store_tx_t *tx, store_status_t st, void *arg)
-{
-    outcome_t *o = arg;
-    o->done++;
-    o->st = st;
-    snprintf(o->sqlstate, sizeof o->sqlstate, "%s", store_tx_sqlstate(tx));
-    snprintf(o->error, sizeof o->error, "%s", store_tx_error(tx));
-    o->count = store_tx_count(tx);
-    for (int i = 0; i < o->count && i < 8; i++) {
-        const PGresult *r = store_tx_result(tx, i);
-        o->res_status[i] = r ? (int)PQresultStatus(r) : -1;
-        if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
-            snprintf(o->value, sizeof o->value, "%s", PQgetvalue(r, 0, 0));
-    }
-}
-
-static void closed_cb(void *arg)
-{
-    ((fixture_t *)arg)->closed = 1;
-}
-
-static fixture_t *fixture_open(int conns, int pipeline, const char *conninfo)
-{
-    fixture_t *f = calloc(1, sizeof *f);
-    char err[256];
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    uv_timer_init(&f->loop, &f->guard);
-    f->guard.data = f;
-    store_config_t cfg = {
-        .conninfo = conninfo ? conninfo : getenv("CIRCA_TEST_DB"),
-        .connections = conns,
-        .max_pipeline = pipeline,
-        .reconnect_min_ms = 50,
-        .reconnect_max_ms = 400,
-        .stmts = stmts,
-    };
-    if (store_open(&f->loop, &cfg, &f->s, err, sizeof err) != 0) fail_msg("store_open: %s", err);
-    return f;
-}
-
-/* store_close, then every handle must be gone: uv_loop_close succeeds. */
-static void fixture_close(fixture_t *f)
-{
-    store_close(f->s, closed_cb, f);
-    WAIT_UNTIL(f, f->closed, 10000);
-    uv_close((uv_handle_t *)&f->guard, NULL);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    free(f);
-}
-
-static void wait_ready(fixture_t *f)
+static void wait_ready(sfx_t *f)
 {
     WAIT_UNTIL(f, store_ready(f->s), 15000);
 }
 
 /* A one-statement transaction with text parameters. */
-static void submit1(fixture_t *f, outcome_t *o, const char *stmt, int n, const char *a,
+static void submit1(sfx_t *f, sfx_outcome_t *o, const char *stmt, int n, const char *a,
                     const char *b)
 {
     const char *vals[2] = {a, b};
-    store_tx_t *tx = store_tx_new(f->s, on_tx, o);
+    store_tx_t *tx = store_tx_new(f->s, sfx_on_tx, o);
     store_tx_exec(tx, stmt, n, vals, NULL, NULL);
     store_tx_submit(tx);
 }
 
-static long count_rows(fixture_t *f, const char *lo, const char *hi)
+static long count_rows(sfx_t *f, const char *lo, const char *hi)
 {
-    outcome_t o = {0};
+    sfx_outcome_t o = {0};
     submit1(f, &o, "count", 2, lo, hi);
     WAIT_UNTIL(f, o.done, 10000);
     assert_int_equal(o.st, STORE_OK);
     return strtol(o.value, NULL, 10);
 }
 
-static int all_done(const outcome_t *o, int n)
+static int all_done(const sfx_outcome_t *o, int n)
 {
     for (int i = 0; i < n; i++)
         if (!o[i].done) return 0;
@@ -158,10 +72,10 @@ static int ready_count(const store_t *s)
 
 static void several_statements_commit_together(void **state)
 {
-    fixture_t *f = fixture_open(2, 8, NULL);
+    sfx_t *f = sfx_open(2, 8, NULL, stmts);
     /* Submitted before any connection is up: it waits for the first attempts, not fails. */
-    outcome_t o = {0};
-    store_tx_t *tx = store_tx_new(f->s, on_tx, &o);
+    sfx_outcome_t o = {0};
+    store_tx_t *tx = store_tx_new(f->s, sfx_on_tx, &o);
     const char *a[2] = {"1", "alpha"}, *b[2] = {"2", "béta"}, *c[2] = {"3", NULL},
                *range[2] = {"1", "3"};
     store_tx_exec(tx, "ins", 2, a, NULL, NULL);
@@ -181,12 +95,12 @@ static void several_statements_commit_together(void **state)
     assert_string_equal(o.value, "3");
     /* Committed: a later transaction, maybe on the other connection, sees the rows. */
     assert_int_equal(count_rows(f, "1", "3"), 3);
-    outcome_t n = {0};
+    sfx_outcome_t n = {0};
     submit1(f, &n, "name", 1, "2", NULL);
     WAIT_UNTIL(f, n.done, 10000);
     assert_string_equal(n.value, "béta");
     /* Every statement of the table was prepared on connect, under our application name. */
-    outcome_t sess = {0};
+    sfx_outcome_t sess = {0};
     submit1(f, &sess, "session", 0, NULL, NULL);
     WAIT_UNTIL(f, sess.done, 10000);
     assert_string_equal(sess.value, "circad|7");
@@ -195,22 +109,22 @@ static void several_statements_commit_together(void **state)
     assert_int_equal(st.connections, 2);
     assert_true(st.committed >= 3);
     assert_int_equal(st.in_flight, 0);
-    fixture_close(f);
+    sfx_close(f);
 }
 
 static void failure_rolls_back_its_transaction_only(void **state)
 {
-    fixture_t *f = fixture_open(1, 8, NULL);
+    sfx_t *f = sfx_open(1, 8, NULL, stmts);
     wait_ready(f);
-    outcome_t o1 = {0}, o2 = {0};
+    sfx_outcome_t o1 = {0}, o2 = {0};
     const char *r100[2] = {"100", "x"}, *dup[2] = {"1", "duplicate"}, *r101[2] = {"101", "y"},
                *r102[2] = {"102", "z"};
-    store_tx_t *t1 = store_tx_new(f->s, on_tx, &o1);
+    store_tx_t *t1 = store_tx_new(f->s, sfx_on_tx, &o1);
     store_tx_exec(t1, "ins", 2, r100, NULL, NULL);
     store_tx_exec(t1, "ins", 2, dup, NULL, NULL); /* id 1 exists: unique violation */
     store_tx_exec(t1, "ins", 2, r101, NULL, NULL);
     store_tx_submit(t1);
-    store_tx_t *t2 = store_tx_new(f->s, on_tx, &o2);
+    store_tx_t *t2 = store_tx_new(f->s, sfx_on_tx, &o2);
     store_tx_exec(t2, "ins", 2, r102, NULL, NULL);
     store_tx_submit(t2);
     /* One connection: both are in its pipeline at once. */
@@ -228,15 +142,15 @@ static void failure_rolls_back_its_transaction_only(void **state)
     assert_int_equal(o2.st, STORE_OK);
     assert_int_equal(count_rows(f, "100", "101"), 0); /* 100 was rolled back too */
     assert_int_equal(count_rows(f, "102", "102"), 1);
-    fixture_close(f);
+    sfx_close(f);
 }
 
 static void hundred_transactions_over_two_connections(void **state)
 {
     enum { N = 100 };
-    fixture_t *f = fixture_open(2, 4, NULL);
+    sfx_t *f = sfx_open(2, 4, NULL, stmts);
     wait_ready(f);
-    outcome_t *o = calloc(N, sizeof *o);
+    sfx_outcome_t *o = calloc(N, sizeof *o);
     char id[16];
     for (int i = 0; i < N; i++) {
         snprintf(id, sizeof id, "%d", 1000 + i);
@@ -256,13 +170,13 @@ static void hundred_transactions_over_two_connections(void **state)
     assert_int_equal(st.queued, 0);
     assert_int_equal(st.in_flight, 0);
     free(o);
-    fixture_close(f);
+    sfx_close(f);
 }
 
 static void array_parameters_through_unnest(void **state)
 {
     enum { N = 20000 }; /* about 1 MB: more than a socket buffer, so PQflush must resume on writable */
-    fixture_t *f = fixture_open(2, 8, NULL);
+    sfx_t *f = sfx_open(2, 8, NULL, stmts);
     wait_ready(f);
     pgarr_t a[5];
     char name[32];
@@ -283,8 +197,8 @@ static void array_parameters_through_unnest(void **state)
     const char *vals[5];
     int lens[5], fmts[5] = {1, 1, 1, 1, 1};
     for (int i = 0; i < 5; i++) vals[i] = pgarr_finish(&a[i], &lens[i]);
-    outcome_t o = {0};
-    store_tx_t *tx = store_tx_new(f->s, on_tx, &o);
+    sfx_outcome_t o = {0};
+    store_tx_t *tx = store_tx_new(f->s, sfx_on_tx, &o);
     store_tx_exec(tx, "ins_arr", 5, vals, lens, fmts);
     for (int i = 0; i < 5; i++) pgarr_free(&a[i]); /* the store copied the parameters */
     store_tx_submit(tx);
@@ -294,29 +208,29 @@ static void array_parameters_through_unnest(void **state)
     snprintf(lo, sizeof lo, "%d", 5000);
     snprintf(hi, sizeof hi, "%d", 5000 + N - 1);
     assert_int_equal(count_rows(f, lo, hi), N);
-    outcome_t r = {0};
+    sfx_outcome_t r = {0};
     submit1(f, &r, "one", 1, "5123", NULL);
     WAIT_UNTIL(f, r.done, 10000);
     assert_int_equal(r.st, STORE_OK);
     assert_string_equal(r.value, "arr-123|30.75|2000-01-01 00:02:03+00|\\x000100ff");
-    outcome_t nul = {0};
+    sfx_outcome_t nul = {0};
     submit1(f, &nul, "name", 1, "5007", NULL);
     WAIT_UNTIL(f, nul.done, 10000);
     assert_string_equal(nul.value, ""); /* NULL reads back as empty in text */
-    fixture_close(f);
+    sfx_close(f);
 }
 
 static void close_finishes_in_flight_and_fails_queued(void **state)
 {
-    fixture_t *f = fixture_open(1, 2, NULL);
+    sfx_t *f = sfx_open(1, 2, NULL, stmts);
     wait_ready(f);
-    outcome_t o[5] = {{0}};
+    sfx_outcome_t o[5] = {{0}};
     char id[16];
     for (int i = 0; i < 5; i++) {
         snprintf(id, sizeof id, "%d", 200 + i);
         submit1(f, &o[i], "ins", 2, id, "close");
     }
-    store_close(f->s, closed_cb, f);
+    store_close(f->s, sfx_closed_cb, f);
     for (int i = 0; i < 5; i++) assert_int_equal(o[i].done, 0); /* never synchronously */
     WAIT_UNTIL(f, f->closed, 10000);
     for (int i = 0; i < 5; i++) assert_int_equal(o[i].done, 1);
@@ -331,19 +245,19 @@ static void close_finishes_in_flight_and_fails_queued(void **state)
 
 static void unreachable_database_fails_fast_not_synchronously(void **state)
 {
-    fixture_t *f = fixture_open(2, 8, "postgresql:///circa?host=/nonexistent-circa&port=1");
-    outcome_t o = {0};
+    sfx_t *f = sfx_open(2, 8, "postgresql:///circa?host=/nonexistent-circa&port=1", stmts);
+    sfx_outcome_t o = {0};
     submit1(f, &o, "one", 1, "1", NULL);
     assert_int_equal(o.done, 0);
     WAIT_UNTIL(f, o.done, 5000);
     assert_int_equal(o.st, STORE_UNAVAILABLE);
     assert_int_equal(store_ready(f->s), 0);
-    outcome_t o2 = {0};
+    sfx_outcome_t o2 = {0};
     submit1(f, &o2, "one", 1, "1", NULL);
     assert_int_equal(o2.done, 0);
     WAIT_UNTIL(f, o2.done, 5000);
     assert_int_equal(o2.st, STORE_UNAVAILABLE);
-    fixture_close(f);
+    sfx_close(f);
 }
 
 static void bad_conninfo_is_a_config_error(void **state)
@@ -360,14 +274,14 @@ static void bad_conninfo_is_a_config_error(void **state)
 
 static void spawn_exit(uv_process_t *p, int64_t status, int sig)
 {
-    fixture_t *f = p->data;
+    sfx_t *f = p->data;
     f->spawn_status = sig ? -sig : status;
     f->spawn_done = 1;
     uv_close((uv_handle_t *)p, NULL);
 }
 
 /* scripts/pg.sh start|stop on the test's cluster, while the loop keeps running. */
-static void pg_ctl(fixture_t *f, const char *what)
+static void pg_ctl(sfx_t *f, const char *what)
 {
     char *args[] = {"scripts/pg.sh", (char *)what, NULL};
     uv_stdio_container_t io[3] = {{.flags = UV_IGNORE},
@@ -386,10 +300,10 @@ static void pg_ctl(fixture_t *f, const char *what)
 
 static void outage_and_reconnect(void **state)
 {
-    fixture_t *f = fixture_open(2, 8, NULL);
+    sfx_t *f = sfx_open(2, 8, NULL, stmts);
     wait_ready(f);
     WAIT_UNTIL(f, ready_count(f->s) == 2, 10000);
-    outcome_t slow = {0};
+    sfx_outcome_t slow = {0};
     submit1(f, &slow, "sleep", 1, "60", NULL);
     store_stats_t st;
     store_stats(f->s, &st);
@@ -400,7 +314,7 @@ static void outage_and_reconnect(void **state)
     assert_int_equal(slow.st, STORE_LOST);
     WAIT_UNTIL(f, !store_ready(f->s), 10000);
 
-    outcome_t down = {0};
+    sfx_outcome_t down = {0};
     submit1(f, &down, "one", 1, "1", NULL);
     assert_int_equal(down.done, 0);
     WAIT_UNTIL(f, down.done, 5000);
@@ -409,7 +323,7 @@ static void outage_and_reconnect(void **state)
 
     pg_ctl(f, "start");
     WAIT_UNTIL(f, store_ready(f->s), 20000);
-    outcome_t up = {0};
+    sfx_outcome_t up = {0};
     submit1(f, &up, "ins", 2, "300", "after the outage");
     WAIT_UNTIL(f, up.done, 10000);
     assert_int_equal(up.st, STORE_OK);
@@ -417,7 +331,7 @@ static void outage_and_reconnect(void **state)
     store_stats(f->s, &st);
     assert_true(st.reconnects >= 2);
     assert_true(st.failed >= 2);
-    fixture_close(f);
+    sfx_close(f);
 }
 
 /* ---- setup -------------------------------------------------------------------------------- */

@@ -1,4 +1,4 @@
-// uses: daemon/store daemon/pgcopy daemon/pgarr daemon/buf daemon/log
+// uses: tests/store_fixture daemon/store daemon/pgcopy daemon/pgarr daemon/buf daemon/log
 /* test_store_copy — transactions with a binary COPY step (store_tx_copy) against a real
  * PostgreSQL: exact rows, rollback with the failing SQLSTATE, mixing with pipelined work on a
  * busy pool, and an outage in the middle of the data. */
@@ -17,6 +17,7 @@
 #include "log.h"
 #include "pgcopy.h"
 #include "store.h"
+#include "store_fixture.h"
 
 static char table[64];
 static char sql_ins[256], sql_count[256], sql_copy[256];
@@ -29,91 +30,6 @@ static const store_stmt_t stmts[] = {
 /* 2024-01-01T00:00:00Z in Unix microseconds. */
 #define BASE_US 1704067200000000LL
 
-typedef struct {
-    int done;
-    store_status_t st;
-    char sqlstate[8];
-    char error[256];
-    int count;
-    int res_status[8]; /* ExecStatusType, or -1 for a NULL result */
-    char value[64];    /* first row, first column of the last statement with rows */
-} outcome_t;
-
-typedef struct {
-    uv_loop_t loop;
-    uv_timer_t guard;
-    uv_process_t proc;
-    int timed_out;
-    int closed;
-    int spawn_done;
-    int64_t spawn_status;
-    store_t *s;
-} fixture_t;
-
-static void guard_cb(uv_timer_t *t)
-{
-    ((fixture_t *)t->data)->timed_out = 1;
-}
-
-#define WAIT_UNTIL(f, cond, ms)                                                       \
-    do {                                                                              \
-        (f)->timed_out = 0;                                                           \
-        uv_timer_start(&(f)->guard, guard_cb, (ms), 0);                               \
-        while (!(cond) && !(f)->timed_out) uv_run(&(f)->loop, UV_RUN_ONCE);           \
-        uv_timer_stop(&(f)->guard);                                                   \
-        if (!(cond)) fail_msg("timed out waiting for: %s", #cond);                    \
-    } while (0)
-
-static void on_tx(store_tx_t *tx, store_status_t st, void *arg)
-{
-    outcome_t *o = arg;
-    o->done++;
-    o->st = st;
-    snprintf(o->sqlstate, sizeof o->sqlstate, "%s", store_tx_sqlstate(tx));
-    snprintf(o->error, sizeof o->error, "%s", store_tx_error(tx));
-    o->count = store_tx_count(tx);
-    for (int i = 0; i < o->count && i < 8; i++) {
-        const PGresult *r = store_tx_result(tx, i);
-        o->res_status[i] = r ? (int)PQresultStatus(r) : -1;
-        if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
-            snprintf(o->value, sizeof o->value, "%s", PQgetvalue(r, 0, 0));
-    }
-}
-
-static void closed_cb(void *arg)
-{
-    ((fixture_t *)arg)->closed = 1;
-}
-
-static fixture_t *fixture_open(int conns, int pipeline)
-{
-    fixture_t *f = calloc(1, sizeof *f);
-    char err[256];
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    uv_timer_init(&f->loop, &f->guard);
-    f->guard.data = f;
-    store_config_t cfg = {
-        .conninfo = getenv("CIRCA_TEST_DB"),
-        .connections = conns,
-        .max_pipeline = pipeline,
-        .reconnect_min_ms = 50,
-        .reconnect_max_ms = 400,
-        .stmts = stmts,
-    };
-    if (store_open(&f->loop, &cfg, &f->s, err, sizeof err) != 0) fail_msg("store_open: %s", err);
-    WAIT_UNTIL(f, store_ready(f->s), 15000);
-    return f;
-}
-
-static void fixture_close(fixture_t *f)
-{
-    store_close(f->s, closed_cb, f);
-    WAIT_UNTIL(f, f->closed, 10000);
-    uv_close((uv_handle_t *)&f->guard, NULL);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    free(f);
-}
 
 static int ready_count(const store_t *s)
 {
@@ -226,9 +142,10 @@ static long rows_in(long lo, long hi)
 
 static void statement_copy_statement_commits_exact_rows(void **state)
 {
-    fixture_t *f = fixture_open(2, 8);
-    outcome_t o = {0};
-    store_tx_t *tx = store_tx_new(f->s, on_tx, &o);
+    sfx_t *f = sfx_open(2, 8, NULL, stmts);
+    WAIT_UNTIL(f, store_ready(f->s), 15000);
+    sfx_outcome_t o = {0};
+    store_tx_t *tx = store_tx_new(f->s, sfx_on_tx, &o);
     add_ins(tx, 999, "before");
     add_copy(tx, 1000, 10000, -1, 0);
     add_count(tx, 999, 10999); /* sees the COPY's rows: same transaction */
@@ -244,14 +161,15 @@ static void statement_copy_statement_commits_exact_rows(void **state)
     /* Every field of every row is what was written. */
     assert_int_equal(db_long(expect_sql, 1000, 10999), 10000);
     assert_int_equal(rows_in(999, 999), 1);
-    fixture_close(f);
+    sfx_close(f);
 }
 
 static void bad_row_rolls_back_the_whole_transaction(void **state)
 {
-    fixture_t *f = fixture_open(1, 8);
-    outcome_t o = {0};
-    store_tx_t *tx = store_tx_new(f->s, on_tx, &o);
+    sfx_t *f = sfx_open(1, 8, NULL, stmts);
+    WAIT_UNTIL(f, store_ready(f->s), 15000);
+    sfx_outcome_t o = {0};
+    store_tx_t *tx = store_tx_new(f->s, sfx_on_tx, &o);
     add_ins(tx, 20000, "before");
     add_copy(tx, 20001, 500, 20250, 0); /* row 20250 twice: unique violation inside COPY */
     add_ins(tx, 21000, "after");
@@ -266,8 +184,8 @@ static void bad_row_rolls_back_the_whole_transaction(void **state)
     assert_int_equal(rows_in(20000, 21000), 0);
 
     /* A bad COPY statement fails at its own step, with its own SQLSTATE. */
-    outcome_t bad = {0};
-    tx = store_tx_new(f->s, on_tx, &bad);
+    sfx_outcome_t bad = {0};
+    tx = store_tx_new(f->s, sfx_on_tx, &bad);
     add_ins(tx, 22000, "before");
     size_t len;
     char *data = copy_data(22001, 3, -1, 0, &len);
@@ -280,9 +198,9 @@ static void bad_row_rolls_back_the_whole_transaction(void **state)
     assert_int_equal(rows_in(22000, 22010), 0);
 
     /* The one connection is back in pipeline mode: several transactions at once work. */
-    outcome_t after[8] = {{0}};
+    sfx_outcome_t after[8] = {{0}};
     for (int i = 0; i < 8; i++) {
-        tx = store_tx_new(f->s, on_tx, &after[i]);
+        tx = store_tx_new(f->s, sfx_on_tx, &after[i]);
         add_ins(tx, 23000 + i, "pipelined");
         store_tx_submit(tx);
     }
@@ -291,15 +209,15 @@ static void bad_row_rolls_back_the_whole_transaction(void **state)
         assert_int_equal(after[i].st, STORE_OK);
     }
     assert_int_equal(rows_in(23000, 23007), 8);
-    fixture_close(f);
+    sfx_close(f);
 }
 
 /* Keeps every pipeline full: each pipelined transaction that ends submits the next. */
 typedef struct {
-    fixture_t *f;
+    sfx_t *f;
     int started, done, failed, stop;
     long next_id;
-    outcome_t *copy;
+    sfx_outcome_t *copy;
     int done_before_copy, started_after_copy_submit;
 } pump_t;
 
@@ -324,12 +242,13 @@ static void pump_submit(pump_t *p)
 
 static void copy_among_pipelined_work_on_two_connections(void **state)
 {
-    fixture_t *f = fixture_open(2, 8);
+    sfx_t *f = sfx_open(2, 8, NULL, stmts);
+    WAIT_UNTIL(f, store_ready(f->s), 15000);
     WAIT_UNTIL(f, ready_count(f->s) == 2, 10000);
-    outcome_t copy = {0};
+    sfx_outcome_t copy = {0};
     pump_t p = {.f = f, .next_id = 40000, .copy = &copy};
     for (int i = 0; i < 25; i++) pump_submit(&p); /* more than both pipelines hold */
-    store_tx_t *tx = store_tx_new(f->s, on_tx, &copy);
+    store_tx_t *tx = store_tx_new(f->s, sfx_on_tx, &copy);
     add_copy(tx, 30000, 5000, -1, 0);
     add_count(tx, 30000, 34999);
     store_tx_submit(tx);
@@ -351,19 +270,19 @@ static void copy_among_pipelined_work_on_two_connections(void **state)
     assert_int_equal(st.ready, 2);
     assert_int_equal(st.in_flight, 0);
     assert_int_equal(st.queued, 0);
-    fixture_close(f);
+    sfx_close(f);
 }
 
 static void spawn_exit(uv_process_t *pr, int64_t status, int sig)
 {
-    fixture_t *f = pr->data;
+    sfx_t *f = pr->data;
     f->spawn_status = sig ? -sig : status;
     f->spawn_done = 1;
     uv_close((uv_handle_t *)pr, NULL);
 }
 
 /* scripts/pg.sh start|stop on the test's cluster, while the loop keeps running. */
-static void pg_ctl(fixture_t *f, const char *what)
+static void pg_ctl(sfx_t *f, const char *what)
 {
     char *args[] = {"scripts/pg.sh", (char *)what, NULL};
     uv_stdio_container_t io[3] = {{.flags = UV_IGNORE},
@@ -386,7 +305,7 @@ static void tick_cb(uv_timer_t *t)
 }
 
 /* Runs the loop for ms milliseconds. */
-static void run_for(fixture_t *f, unsigned ms)
+static void run_for(sfx_t *f, unsigned ms)
 {
     uv_timer_t t;
     uv_timer_init(&f->loop, &t);
@@ -398,7 +317,8 @@ static void run_for(fixture_t *f, unsigned ms)
 
 static void outage_during_copy_data(void **state)
 {
-    fixture_t *f = fixture_open(1, 8);
+    sfx_t *f = sfx_open(1, 8, NULL, stmts);
+    WAIT_UNTIL(f, store_ready(f->s), 15000);
     /* Another session inserts the COPY's first id and keeps its transaction open: the COPY's
      * backend waits on that row's lock at its first row, stops reading, and our 40 MB of data
      * stay half sent. */
@@ -409,8 +329,8 @@ static void outage_during_copy_data(void **state)
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
 
-    outcome_t o = {0};
-    store_tx_t *tx = store_tx_new(f->s, on_tx, &o);
+    sfx_outcome_t o = {0};
+    store_tx_t *tx = store_tx_new(f->s, sfx_on_tx, &o);
     add_copy(tx, 50000, 10000, -1, 4000);
     store_tx_submit(tx);
     /* Watched from a third session: the blocker's transaction would see one snapshot of
@@ -446,14 +366,14 @@ static void outage_during_copy_data(void **state)
     assert_true(st.reconnects >= 1);
 
     /* The same COPY again, now nothing holds its rows. */
-    outcome_t again = {0};
-    tx = store_tx_new(f->s, on_tx, &again);
+    sfx_outcome_t again = {0};
+    tx = store_tx_new(f->s, sfx_on_tx, &again);
     add_copy(tx, 50000, 1000, -1, 0);
     store_tx_submit(tx);
     WAIT_UNTIL(f, again.done, 20000);
     assert_int_equal(again.st, STORE_OK);
     assert_int_equal(db_long(expect_sql, 50000, 50999), 1000);
-    fixture_close(f);
+    sfx_close(f);
 }
 
 /* ---- setup -------------------------------------------------------------------------------- */
