@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #define BATCH_MAX 500            /* spool records per ingest request */
 #define READ_PACKETS_MAX 4096    /* packets read per poll callback before yielding */
@@ -215,13 +216,20 @@ static void on_synced(uv_fs_t *req)
     drain_kick(m);
 }
 
-/* Reads every packet available (loop_read handles about one per call). */
+/* Reads every packet available (loop_read handles about one per call). errno alone does not
+ * tell when the socket is empty: in threaded mode libmosquitto writes a wake-up byte to an
+ * internal socketpair for every queued PUBACK, nobody reads it, and once it is full each
+ * write leaves errno EAGAIN. Trusting that ended every read after one message, so each
+ * message had its own spool fsync and round trip (docs/PERFORMANCE.md, MQTT); the socket's
+ * own byte count decides first. */
 static int read_all(mqtt_t *m)
 {
     for (int i = 0; i < READ_PACKETS_MAX && m->state != MQ_BACKOFF; i++) {
         errno = 0;
         int rc = mosquitto_loop_read(m->mosq, 1);
         if (rc != MOSQ_ERR_SUCCESS) return rc;
+        int avail = 0, fd = mosquitto_socket(m->mosq);
+        if (fd >= 0 && ioctl(fd, FIONREAD, &avail) == 0 && avail > 0) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
     }
     return MOSQ_ERR_SUCCESS;

@@ -10,6 +10,9 @@ export CIRCA_DATA_DIR=$PWD/var/bench-mqtt CIRCA_PG_PORT=54358
 N=${BENCH_MQTT_MESSAGES:-20000}
 MQ_PORT=18883 LISTEN=127.0.0.1:18098 NAME=bench$(date +%s)
 DIR=$CIRCA_DATA_DIR/mqtt; mkdir -p "$DIR/adapters"
+# Adapters of earlier runs would subscribe to the same topic and compete (each refused as a
+# conflict, one event at a time, since their ids come back with another time): one per run.
+rm -f "$DIR/adapters/"*.json
 BROKER_PID= CIRCAD_PID=
 cleanup() {
   [ -n "$CIRCAD_PID" ] && kill "$CIRCAD_PID" 2>/dev/null && wait "$CIRCAD_PID" 2>/dev/null
