@@ -16,6 +16,7 @@
 #include <openssl/sha.h>
 
 #include "buf.h"
+#include "sqlsplit.h"
 
 /* Any fixed number: every migrator takes the same lock, so two never interleave. */
 #define MIGRATE_LOCK_KEY "7264382610"
@@ -213,10 +214,33 @@ static int check_applied(PGconn *db, migration_t *m, int n, char *applied,
     return rc;
 }
 
+/* The file's statements one query each (sqlsplit.h says why), stopping at the first error. */
+static int exec_statements(PGconn *db, const migration_t *m, char *err, size_t errlen)
+{
+    sqlsplit_t sp;
+    sqlsplit_stmt_t st;
+    sqlsplit_init(&sp, m->sql.data ? m->sql.data : "", m->sql.len);
+    while (sqlsplit_next(&sp, &st)) {
+        char *sql = xstrndup(m->sql.data + st.start, st.end - st.start);
+        char what[512];
+        snprintf(what, sizeof what, "%s: line %ld", m->name, st.line);
+        int rc = exec_cmd(db, sql, what, err, errlen);
+        free(sql);
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
 static int apply_one(PGconn *db, const migration_t *m, char *err, size_t errlen)
 {
     if (exec_cmd(db, "BEGIN", m->name, err, errlen) != 0) return -1;
-    if (exec_cmd(db, m->sql.data ? m->sql.data : "", m->name, err, errlen) != 0) goto fail;
+    /* On Citus, shard DDL over one connection per node: a migration that distributes a table
+     * and then defines functions is otherwise refused ("cannot run function command because
+     * there was a parallel operation on a distributed table in the transaction"). */
+    if (exec_cmd(db, "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true) "
+                     "FROM pg_extension WHERE extname = 'citus'", m->name, err, errlen) != 0)
+        goto fail;
+    if (exec_statements(db, m, err, errlen) != 0) goto fail;
     char version[32];
     snprintf(version, sizeof version, "%ld", m->version);
     const char *params[] = {version, m->name, m->sha256};

@@ -158,8 +158,9 @@ static void migrate_is_idempotent(void **state)
     assert_int_equal(count_of("SELECT count(*) FROM schema_version", 0, NULL), before);
 }
 
-/* Copies the schema directory to a temporary one, appending a comment to its first file. */
-static void tampered_schema_copy(const char *from, char dir[64])
+/* Copies the schema directory to a temporary one; with tamper, a comment is appended to its
+ * first file. */
+static void schema_copy(const char *from, char dir[64], int tamper)
 {
     snprintf(dir, 64, "/tmp/test_cli_schema_XXXXXX");
     assert_non_null(mkdtemp(dir));
@@ -177,7 +178,7 @@ static void tampered_schema_copy(const char *from, char dir[64])
             int fd = open(src.data, O_RDONLY);
             assert_true(fd >= 0);
             slurp(fd, &body);
-            if (first) buf_puts(&body, "\n-- edited after it was applied\n");
+            if (first && tamper) buf_puts(&body, "\n-- edited after it was applied\n");
             first = 0;
             FILE *f = fopen(dst.data, "wb");
             assert_non_null(f);
@@ -192,11 +193,9 @@ static void tampered_schema_copy(const char *from, char dir[64])
     free(ents);
 }
 
-static void migrate_refuses_an_applied_file_that_changed(void **state)
+/* circa migrate with CIRCA_SCHEMA_DIR set to dir, which is removed afterwards. */
+static run_t migrate_from(const char *dir)
 {
-    char dir[64];
-    const char *from = getenv("CIRCA_SCHEMA_DIR") ? getenv("CIRCA_SCHEMA_DIR") : "schema";
-    tampered_schema_copy(from, dir);
     char *saved = getenv("CIRCA_SCHEMA_DIR") ? strdup(getenv("CIRCA_SCHEMA_DIR")) : NULL;
     setenv("CIRCA_SCHEMA_DIR", dir, 1);
     run_t r = RUN("migrate");
@@ -207,9 +206,67 @@ static void migrate_refuses_an_applied_file_that_changed(void **state)
     buf_printf(&rm, "rm -rf '%s'", dir);
     assert_int_equal(system(rm.data), 0);
     buf_free(&rm);
+    return r;
+}
 
+static const char *schema_from(void)
+{
+    return getenv("CIRCA_SCHEMA_DIR") ? getenv("CIRCA_SCHEMA_DIR") : "schema";
+}
+
+static void migrate_refuses_an_applied_file_that_changed(void **state)
+{
+    char dir[64];
+    schema_copy(schema_from(), dir, 1);
+    run_t r = migrate_from(dir);
     assert_failed_with(&r, 1, "changed after it was applied");
     run_free(&r);
+}
+
+static void write_migration(const char *dir, const char *name, const char *text)
+{
+    buf_t path = BUF_INIT;
+    buf_printf(&path, "%s/%s", dir, name);
+    FILE *f = fopen(path.data, "wb");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    fclose(f);
+    buf_free(&path);
+}
+
+/* A file is applied one statement at a time (cli/sqlsplit.h): semicolons inside bodies and
+ * strings stay inside; a failing statement is named by its line and nothing of its file stays. */
+static void migrate_applies_a_file_statement_by_statement(void **state)
+{
+    static const char bad[] =
+        "CREATE TABLE split_probe_bad (x int);\n"
+        "-- a comment; with a semicolon\n"
+        "INSERT INTO split_probe_bad VALUES (1);\n"
+        "SELECT no_such_function();\n";
+    static const char good[] =
+        "CREATE TABLE split_probe (x int, s text);\n"
+        "INSERT INTO split_probe VALUES (1, 'a;b'), (2, $q$c;'d$q$);\n"
+        "DO $do$ BEGIN EXECUTE $f$ INSERT INTO split_probe VALUES (3, ';') $f$; END $do$;\n"
+        "/* a comment; /* nested; */ */ CREATE INDEX split_probe_x ON split_probe (x);\n";
+    char dir[64];
+    schema_copy(schema_from(), dir, 0);
+    write_migration(dir, "9990_split_probe_bad.sql", bad);
+    run_t r = migrate_from(dir);
+    assert_failed_with(&r, 1, "9990_split_probe_bad.sql: line 4: function no_such_function() does not exist");
+    run_free(&r);
+    assert_int_equal(count_of("SELECT count(*) FROM pg_class WHERE relname = 'split_probe_bad'", 0, NULL), 0);
+    assert_int_equal(count_of("SELECT count(*) FROM schema_version WHERE version = 9990", 0, NULL), 0);
+
+    schema_copy(schema_from(), dir, 0);
+    write_migration(dir, "9991_split_probe.sql", good);
+    r = migrate_from(dir);
+    if (r.status != 0) fail_msg("migrate: %s", r.err.data);
+    assert_string_equal(r.out.data, "applied 9991_split_probe.sql\n");
+    run_free(&r);
+    assert_int_equal(count_of("SELECT count(*) FROM split_probe WHERE s IN ('a;b', 'c;''d', ';')", 0, NULL), 3);
+    assert_int_equal(count_of("SELECT count(*) FROM pg_class WHERE relname = 'split_probe_x'", 0, NULL), 1);
+    PQclear(sql("DROP TABLE split_probe", 0, NULL));
+    PQclear(sql("DELETE FROM schema_version WHERE version = 9991", 0, NULL));
 }
 
 /* libpq key='value' string for the test server with another database name. */
@@ -484,6 +541,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(migrate_is_idempotent),
         cmocka_unit_test(migrate_refuses_an_applied_file_that_changed),
+        cmocka_unit_test(migrate_applies_a_file_statement_by_statement),
         cmocka_unit_test_teardown(two_concurrent_migrators_on_a_fresh_database, drop_fresh_db),
         cmocka_unit_test(tenants_create_prints_a_key_and_stores_its_hash),
         cmocka_unit_test(tenants_create_refuses_bad_codes_and_zones),
