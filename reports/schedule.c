@@ -32,9 +32,7 @@ const store_stmt_t schedule_stmts[] = {
      "SELECT circa_schedule_create($1, $2, $3, $4, $5::jsonb, $6, $7, nullif($8, ''), "
      "nullif($9, ''), nullif($10, ''))::text"},
     {"schedule_list", "SELECT circa_schedule_list($1)::text"},
-    {"schedule_get",
-     "SELECT circa_schedule_json(s)::text FROM schedule s "
-     "WHERE s.tenant_id = $1 AND s.id = $2 AND s.deleted IS NULL"},
+    {"schedule_get", "SELECT j::text FROM circa_schedule_get($1, $2) j"},
     {"schedule_delete",
      "UPDATE schedule SET deleted = now() WHERE tenant_id = $1 AND id = $2 AND deleted IS NULL "
      "RETURNING id"},

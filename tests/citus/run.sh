@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make test-citus: circa's integration tests against a three-node Citus cluster (scripts/citus.sh), a second circad writing the same tenants, `circa verify` on every tenant, and EXPLAIN checks that ingest and metrics statements are router plans.
-#   CITUS_TESTS  integration tests to run (default: ingest, idempotency, master data, metrics, lineage, MCI, ledger verify)
+#   CITUS_TESTS  integration tests to run (default: ingest, idempotency, master data, metrics, lineage, MCI, ledger verify, reports, schedules)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -10,7 +10,7 @@ export CIRCA_DATA_DIR=$ROOT/var/citus-test
 export CIRCA_CITUS_DIR=$ROOT/var/citus
 export CIRCA_SCHEMA_DIR=$ROOT/schema
 unset DATABASE_URL CIRCA_PG_PORT
-TESTS=${CITUS_TESTS:-"test_api_ingest test_api_md test_metrics test_mci test_ledger_verify"}
+TESTS=${CITUS_TESTS:-"test_api_ingest test_api_md test_metrics test_lifecycle test_mci test_ledger_verify test_reports test_schedule"}
 D2_PID=
 
 say() { printf 'test-citus: %s\n' "$*" >&2; }
@@ -70,6 +70,12 @@ echo "== two daemons (Citus)"
 rc=0; tests/citus/two_daemons.sh >"$CIRCA_DATA_DIR/test-logs/two_daemons.out" 2>&1 || rc=$?
 cat "$CIRCA_DATA_DIR/test-logs/two_daemons.out"
 if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("two_daemons (exit $rc)"); fi
+
+# A demo park on Citus and on a plain database: the same reports, metrics and flows.
+echo "== same answers as plain PostgreSQL (Citus)"
+rc=0; tests/citus/same_answers.sh >"$CIRCA_DATA_DIR/test-logs/same_answers.out" 2>&1 || rc=$?
+cat "$CIRCA_DATA_DIR/test-logs/same_answers.out"
+if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("same_answers (exit $rc)"); fi
 
 # Every tenant's chain verifies.
 echo "== circa verify on every tenant"

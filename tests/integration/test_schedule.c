@@ -166,9 +166,18 @@ static void validation_and_no_secret_in_answers(void **state)
     th_assert_str(r.json, "schedules.0.id", id);
     th_assert_str(r.json, "schedules.0.deliver.url", "http://127.0.0.1:443/hook");
     th_assert_str(r.json, "schedules.0.next_period.to", "2026-04-01");
-    th_resp_free(&r);
     char path[128];
     snprintf(path, sizeof path, "/v1/schedules/%s", id);
+    th_resp_t one;   /* GET /v1/schedules/{id}: the list's entry, without the secret */
+    assert_int_equal(th_get(path, t.admin_key, &one), 200);
+    assert_null(strstr(one.body, SECRET));
+    char *listed = cJSON_PrintUnformatted(th_json_at(r.json, "schedules.0"));
+    char *single = cJSON_PrintUnformatted(one.json);
+    assert_string_equal(single, listed);
+    free(listed);
+    free(single);
+    th_resp_free(&one);
+    th_resp_free(&r);
     th_http_t *h = th_http_new();
     assert_int_equal(th_http(h, d.base, "DELETE", path, t.admin_key, NULL, NULL, 0, &r), 200);
     th_resp_free(&r);
