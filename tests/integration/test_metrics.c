@@ -464,6 +464,68 @@ static void test_tenant_settings(void **state)
     cJSON_Delete(m1);
 }
 
+/* Metrics over whole months read the monthly roll-ups (110-112), kept by triggers: events an
+ * hour either side of a month's end land in the month their local day says, and move with the
+ * days when the time zone changes (the rebuild deletes and re-adds the daily rows). */
+static void metric_at(const th_tenant_t *t, const char *period, const char *path, double want)
+{
+    char url[160];
+    snprintf(url, sizeof url, "/v1/metrics?%s", period);
+    cJSON *j = get_ok(t, url);
+    near(j, path, want);
+    cJSON_Delete(j);
+}
+
+static void test_month_boundaries(void **state)
+{
+    (void)state;
+    th_tenant_t t;
+    th_tenant_create(&t, "months");
+    th_party_create(&t, "P");
+    th_site_create(&t, "P-1", "P");
+    th_site_create(&t, "P-2", "P");
+    post_ok(&t, "/v1/materials", "{'code':'PET','name':'PET'}");
+    post_ok(&t, "/v1/products", "{'code':'BOX','name':'Box','mass_kg':1}");
+    /* 23:30Z on 31 March is 1 April 01:30 in Berlin (CEST); the R13 receipt's lot moves on
+     * at 22:30Z on 1 April (2 April 00:30 in Berlin); the box's life is exactly 30 days. */
+    post_ok(&t, "/v1/events", "["
+        "{'id':'w','type':'waste_generated','time':'2025-03-31T23:30:00Z','site':'P-1','material':'PET','ewc':'150102','quantity':{'value':100,'unit':'kg'}},"
+        "{'id':'r','type':'received','time':'2025-03-31T22:30:00Z','site':'P-2','from_site':'P-1','operation':'R13','material':'PET','lot':'L','quantity':{'value':40,'unit':'kg'}},"
+        "{'id':'s','type':'shipped','time':'2025-04-01T22:30:00Z','site':'P-2','to_site':'P-1','material':'PET','lot':'L','quantity':{'value':40,'unit':'kg'}},"
+        "{'id':'p','type':'put_on_market','time':'2025-03-31T23:30:00Z','site':'P-1','item':'B-1','product':'BOX'},"
+        "{'id':'b','type':'returned','time':'2025-04-30T23:30:00Z','site':'P-1','item':'B-1','product':'BOX'}"
+        "]");
+    const char *mar = "from=2025-03-01&to=2025-04-01", *apr = "from=2025-04-01&to=2025-05-01";
+    const char *may = "from=2025-05-01&to=2025-06-01", *q2 = "from=2025-04-01&to=2025-07-01";
+    const char *mar_apr = "from=2025-03-01&to=2025-05-01";
+    metric_at(&t, mar, "metrics.waste_generated_kg.value", 100);
+    metric_at(&t, apr, "metrics.waste_generated_kg.value", 0);
+    metric_at(&t, mar, "metrics.interim_kg.value", 40);
+    metric_at(&t, mar_apr, "metrics.interim_kg.value", 0);
+    metric_at(&t, mar, "metrics.return_rate.inputs.items_put_on_market", 1);
+    metric_at(&t, mar, "metrics.return_rate.inputs.items_returned", 0);
+    metric_at(&t, mar_apr, "metrics.return_rate.inputs.items_returned", 1);
+    metric_at(&t, mar, "metrics.lives_per_item.inputs.items", 1);
+    metric_at(&t, apr, "metrics.use_days.inputs.lives_ended", 1);
+    metric_at(&t, apr, "metrics.use_days.value", 30);
+
+    expect_put(&t, "{'time_zone':'Europe/Berlin'}", 200);
+    metric_at(&t, mar, "metrics.waste_generated_kg.value", 0);
+    metric_at(&t, apr, "metrics.waste_generated_kg.value", 100);
+    metric_at(&t, q2, "metrics.waste_generated_kg.value", 100);
+    metric_at(&t, mar, "metrics.interim_kg.value", 0);
+    metric_at(&t, apr, "metrics.interim_kg.value", 0);
+    metric_at(&t, "from=2025-04-01&to=2025-04-02", "metrics.interim_kg.value", 40);
+    metric_at(&t, mar, "metrics.return_rate.inputs.items_put_on_market", 0);
+    metric_at(&t, apr, "metrics.return_rate.inputs.items_put_on_market", 1);
+    metric_at(&t, apr, "metrics.return_rate.inputs.items_returned", 0);
+    metric_at(&t, q2, "metrics.return_rate.inputs.items_returned", 1);
+    metric_at(&t, q2, "metrics.lives_per_item.inputs.items", 1);
+    metric_at(&t, apr, "metrics.use_days.inputs.lives_ended", 0);
+    metric_at(&t, may, "metrics.use_days.inputs.lives_ended", 1);
+    metric_at(&t, may, "metrics.use_days.value", 30);
+}
+
 int main(void)
 {
     th_init("test_metrics");
@@ -479,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_bad_parameters),
         cmocka_unit_test(test_lineage_ten_deep),
         cmocka_unit_test(test_tenant_settings),
+        cmocka_unit_test(test_month_boundaries),
     };
     return cmocka_run_group_tests(tests, start, stop);
 }
