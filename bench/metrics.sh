@@ -76,13 +76,19 @@ SQL
 
 derive_on() { psql_ -f "$SAVED" >/dev/null; rm -f "$SAVED"; }
 
-# Only the roll-ups as no-ops (daily flows, item days and use-day buckets, losses, fates): the
-# rest of the derived state (lives, lots and lineage, interim operations, corrections) is
-# still kept, so the difference to a full run is what the roll-ups cost. Put back by derive_on.
+# Only the roll-ups as no-ops (daily flows, item days and use-day buckets, losses, fates, and
+# the triggers keeping monthly roll-ups and interim days): the rest of the derived state
+# (lives, lots and lineage, interim operations, corrections) is still kept, so the difference to a full run is what the roll-ups cost. Put back by derive_on.
 ROLLUPS="'circa_rollup_add', 'circa_item_day_add', 'circa_loss_add', 'circa_item_fate_add'"
 rollups_off() {
   psql_ -c "SELECT string_agg(pg_get_functiondef(p.oid), E';\n') || ';' FROM pg_proc p
             WHERE p.proname IN ($ROLLUPS)" >"$SAVED"
+  # The triggers keeping the monthly roll-ups and interim days (110–112) go off with them.
+  local t
+  for t in rollup_day interim_event item_day; do
+    echo "ALTER TABLE $t ENABLE TRIGGER USER;" >>"$SAVED"
+    psql_ -c "ALTER TABLE $t DISABLE TRIGGER USER" >/dev/null
+  done
   psql_ -c "DO \$\$ DECLARE f record; BEGIN
               FOR f IN SELECT p.oid::regproc AS name, pg_get_function_arguments(p.oid) AS args
                          FROM pg_proc p WHERE p.proname IN ($ROLLUPS) LOOP
