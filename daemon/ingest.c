@@ -31,6 +31,13 @@ const store_stmt_t ingest_stmts[] = {
      "$20::float8[], $21::text[], $22::text[]) AS u(id, seq, type, t, raw, site, from_site, "
      "to_site, material, ewc, op, kg, item, lot, product, corrects, canon, value, currency, "
      "flags)"},
+    /* On Citus: the same rows as one router INSERT … VALUES (105_citus_one_phase.sql): Citus
+     * commits COPY and INSERT … SELECT in two phases even when every row goes to one worker. */
+    {"ingest_rows",
+     "SELECT circa_ingest_rows($1, $2::int8, $3::text[], $4::int8[], $5::text[], "
+     "$6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
+     "$12::text[], $13::text[], $14::float8[], $15::text[], $16::text[], $17::text[], "
+     "$18::text[], $19::bytea[], $20::float8[], $21::text[], $22::text[])"},
     /* Roll-ups, item lives, lineage and corrections of the group's events (005_derived.sql). */
     {"ingest_derive", "SELECT circa_derive_group($1, $2, $3, $4)"},
     {"ingest_block",
@@ -495,7 +502,7 @@ static void start_commit(ingest_t *ing, group_t *g)
     for (int c = 0; c < NCOLS; c++) pgarr_init(&cols[c], col_oid[c]);
     char root[65], time[40], old_seq[24], new_seq[24], count[24];
     buf_t copy = BUF_INIT;
-    int use_copy = count_new(g) >= INGEST_COPY_MIN;
+    int use_copy = !t->citus && count_new(g) >= INGEST_COPY_MIN;
     if (use_copy) pgcopy_start(&copy);
     int64_t n = build_block(g, cols, use_copy ? &copy : NULL, root, time);
     snprintf(old_seq, sizeof old_seq, "%lld", (long long)t->head_seq);
@@ -516,7 +523,7 @@ static void start_commit(ingest_t *ing, group_t *g)
             vals[2 + c] = pgarr_finish(&cols[c], &lens[2 + c]);
             fmts[2 + c] = 1;
         }
-        store_tx_exec(tx, "ingest_events", 2 + NCOLS, vals, lens, fmts);
+        store_tx_exec(tx, t->citus ? "ingest_rows" : "ingest_events", 2 + NCOLS, vals, lens, fmts);
     }
     const char *block[8] = {t->id, new_seq, count, t->head_hash, root, time, g->new_hash,
                             g->signed_ ? (const char *)g->sig : NULL};

@@ -11,6 +11,9 @@
 const store_stmt_t tenants_stmts[] = {
     {"tenant_head",
      "SELECT head_seq, head_hash, mode, mass_balance_tolerance, time_zone FROM circa_head($1)"},
+    /* Is the database a Citus coordinator (tenant_t.citus)? Not a column of tenant_head: Citus
+     * delegates that statement to a worker, where it lost its parameter. */
+    {"tenant_citus", "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')"},
     {"md_sites", "SELECT code, party FROM site WHERE tenant_id = $1"},
     {"md_parties", "SELECT code FROM party WHERE tenant_id = $1"},
     {"md_materials", "SELECT code, density_kg_m3 FROM material WHERE tenant_id = $1"},
@@ -116,21 +119,24 @@ static double parse_opt_double(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NAN : strtod(PQgetvalue(r, row, col), NULL);
 }
 
+/* Results of start_load: 0 tenant_head, 1 tenant_citus, then the master data. */
+enum { LOAD_HEAD, LOAD_CITUS, LOAD_SITES, LOAD_PARTIES, LOAD_MATERIALS, LOAD_PRODUCTS };
+
 static void fill_md(tenant_t *t, store_tx_t *tx)
 {
     clear_md(t);
-    const PGresult *r = store_tx_result(tx, 1);
+    const PGresult *r = store_tx_result(tx, LOAD_SITES);
     for (int i = 0; i < PQntuples(r); i++)
         strmap_put(&t->sites, PQgetvalue(r, i, 0), xstrdup(PQgetvalue(r, i, 1)));
-    r = store_tx_result(tx, 2);
+    r = store_tx_result(tx, LOAD_PARTIES);
     for (int i = 0; i < PQntuples(r); i++) strmap_put(&t->parties, PQgetvalue(r, i, 0), t);
-    r = store_tx_result(tx, 3);
+    r = store_tx_result(tx, LOAD_MATERIALS);
     for (int i = 0; i < PQntuples(r); i++) {
         double *d = xmalloc(sizeof *d);
         *d = parse_opt_double(r, i, 1);
         strmap_put(&t->materials, PQgetvalue(r, i, 0), d);
     }
-    r = store_tx_result(tx, 4);
+    r = store_tx_result(tx, LOAD_PRODUCTS);
     for (int i = 0; i < PQntuples(r); i++) {
         tenants_product_t *p = xcalloc(1, sizeof *p);
         p->mass_kg = parse_opt_double(r, i, 1);
@@ -149,9 +155,10 @@ static void loaded(store_tx_t *tx, store_status_t st, void *arg)
     tenant_t *t = strmap_get(&l->ts->by_id, l->id);
     int exists = 0;
     if (st == STORE_OK) {
-        const PGresult *head = store_tx_result(tx, 0);
+        const PGresult *head = store_tx_result(tx, LOAD_HEAD);
         exists = PQntuples(head) == 1;
         if (exists) fill_head(t, head);
+        t->citus = strcmp(PQgetvalue(store_tx_result(tx, LOAD_CITUS), 0, 0), "t") == 0;
         if (exists && l->with_md) fill_md(t, tx);
     }
     t->loading = 0;
@@ -175,6 +182,7 @@ static void start_load(tenants_t *ts, tenant_t *t, int with_md)
     const char *p[1] = {t->id};
     store_tx_t *tx = store_tx_new(ts->store, loaded, l);
     store_tx_exec(tx, "tenant_head", 1, p, NULL, NULL);
+    store_tx_exec(tx, "tenant_citus", 0, NULL, NULL, NULL);
     if (with_md) {
         store_tx_exec(tx, "md_sites", 1, p, NULL, NULL);
         store_tx_exec(tx, "md_parties", 1, p, NULL, NULL);

@@ -27,6 +27,7 @@ typedef struct tenant {
     int lenient;
     double tolerance;
     char time_zone[64];
+    int citus;            /* the database is a Citus coordinator: ingest writes no COPY */
     /* master data, for event validation */
     strmap_t sites;       /* code -> party code (char *) */
     strmap_t parties;     /* code -> (void *)1 */

@@ -80,7 +80,11 @@ start() {
       || psql_node "$i" postgres -c "CREATE DATABASE $DBNAME"
     psql_node "$i" "$DBNAME" -c "CREATE EXTENSION IF NOT EXISTS citus"
   done
-  # The coordinator holds no shards and no reference-table placements (not in pg_dist_node).
+  # The coordinator is in the metadata without shards: it holds a copy of every reference
+  # table (tenant, api_key, the code lists), so an ingest transaction reads them locally and
+  # talks to the tenant's worker only.
+  psql_node 0 "$DBNAME" -tAc "SELECT 1 FROM pg_dist_node WHERE groupid = 0" | grep -q 1 \
+    || psql_node 0 "$DBNAME" -c "SELECT citus_set_coordinator_host('127.0.0.1', ${PORTS[0]})" >/dev/null
   for i in 1 2; do
     psql_node 0 "$DBNAME" -tAc "SELECT 1 FROM pg_dist_node WHERE nodeport = ${PORTS[$i]}" | grep -q 1 \
       || psql_node 0 "$DBNAME" -c "SELECT citus_add_node('127.0.0.1', ${PORTS[$i]})" >/dev/null
