@@ -35,7 +35,8 @@ help:
 	@echo "make            build bin/circad and bin/circa"
 	@echo "make deps       install missing Debian 12 packages (apt-get)"
 	@echo "make run        private PostgreSQL under ./var, schema, demo data, circad in the foreground"
-	@echo "make test       unit and integration tests against a private PostgreSQL"
+	@echo "make test       unit and integration tests against a private PostgreSQL, the container"
+	@echo "                test and the Citus suite (SKIP when Citus cannot be installed)"
 	@echo "make asan       the same tests built with ASan+UBSan"
 	@echo "make valgrind   unit tests and circad under valgrind memcheck"
 	@echo "make bench      ingest (ratio to COPY), metrics, reports and MQTT benchmarks"
@@ -85,10 +86,11 @@ $(foreach t,$(UNIT_SRC) $(INTEG_SRC),$(eval $(call TEST_RULE,$(t))))
 
 tests: $(UNIT_BIN) $(INTEG_BIN)
 
+# Unit and integration tests, the container test and the Citus suite (installed with
+# ../shared/tools/citus-install.sh when needed, SKIP otherwise); a summary of the three last.
 test: deps
-	$(Q)$(MAKE) --no-print-directory all tests
-	$(Q)scripts/test.sh
-	$(Q)docker/test.sh
+	$(Q)$(MAKE) --no-print-directory all tests bench-bins
+	$(Q)scripts/test-all.sh
 
 test-unit: all $(UNIT_BIN)
 	$(Q)scripts/test.sh unit

@@ -16,7 +16,8 @@ PGBIN=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || dirname "$(command -v pg
 DBUSER=circa
 DBNAME=circa
 
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# From / as root: the postgres user may not be able to enter the checkout (every path is absolute).
+as_pg() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 say() { printf 'citus: %s\n' "$*" >&2; }
 
 # Where the nodes really live (follows the link), created on first use.

@@ -1,81 +1,107 @@
 #!/usr/bin/env bash
-# make test-citus: circa's integration tests against a three-node Citus cluster (scripts/citus.sh), a second circad writing the same tenants, `circa verify` on every tenant, and EXPLAIN checks that ingest and metrics statements are router plans.
-#   CITUS_TESTS  integration tests to run (default: ingest, idempotency, master data, metrics, lineage, MCI, ledger verify, reports, schedules)
-set -euo pipefail
-cd "$(dirname "$0")/../.."
+# make test-citus (and the last part of make test): circa's integration tests against a three-node Citus cluster (scripts/citus.sh), a second circad writing the same tenants, a demo park compared with plain PostgreSQL, `circa verify` on every tenant, EXPLAIN checks that ingest and metrics statements are router plans, and one-phase ingest commits.
+#   CITUS_TESTS          integration tests to run (default: ingest, idempotency, master data, metrics, lineage, MCI, ledger verify, reports, schedules)
+#   CIRCA_CITUS_SO       the library that says Citus is installed (default: $(pg_config --pkglibdir)/citus.so)
+#   CIRCA_CITUS_INSTALL  run (as root) when it is missing (default: ../shared/tools/citus-install.sh beside the checkout)
+# The last line is "Citus: N passed, M failed" (exit 1 when M > 0), or "test-citus: SKIP: why"
+# (exit 0) when Citus is not installed and cannot be. Every process a step starts is stopped
+# by pid (each step script's own trap; this script's trap stops the running step and the
+# cluster), also when a test fails or the run is interrupted.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
-INSTALL=$ROOT/../shared/tools/citus-install.sh
+SO=${CIRCA_CITUS_SO:-$(pg_config --pkglibdir 2>/dev/null)/citus.so}
+INSTALL=${CIRCA_CITUS_INSTALL:-$ROOT/../shared/tools/citus-install.sh}
 export CIRCA_BIN=${CIRCA_BIN:-bin}
 export CIRCA_DATA_DIR=$ROOT/var/citus-test
 export CIRCA_CITUS_DIR=$ROOT/var/citus
 export CIRCA_SCHEMA_DIR=$ROOT/schema
 unset DATABASE_URL CIRCA_PG_PORT
 TESTS=${CITUS_TESTS:-"test_api_ingest test_api_md test_metrics test_lifecycle test_mci test_ledger_verify test_reports test_schedule"}
-D2_PID=
+STEP_PID= cluster=0 passed=0 failed=0 failed_bins=()
 
-say() { printf 'test-citus: %s\n' "$*" >&2; }
-
-if [ ! -f "$(pg_config --pkglibdir 2>/dev/null)/citus.so" ]; then
-  if [ -x "$INSTALL" ] && [ "$(id -u)" -eq 0 ]; then
-    say "installing Citus with $INSTALL (about 4 minutes)"
-    "$INSTALL"
-  else
-    echo "SKIP test-citus: citus.so is not installed and $INSTALL is missing or needs root"
-    exit 0
-  fi
-fi
+say() { printf 'test-citus: %s\n' "$*"; }
+skip() { say "SKIP: $*"; exit 0; }
 
 cleanup() {
   local rc=$?
-  if [ -n "$D2_PID" ] && kill -0 "$D2_PID" 2>/dev/null; then
-    kill -TERM "$D2_PID"; wait "$D2_PID" 2>/dev/null || true
+  trap - EXIT INT TERM
+  if [ -n "$STEP_PID" ] && kill -0 "$STEP_PID" 2>/dev/null; then
+    kill -TERM "$STEP_PID"; wait "$STEP_PID" 2>/dev/null || true
   fi
-  scripts/citus.sh stop >/dev/null 2>&1 || true
-  exit $rc
+  [ "$cluster" = 1 ] && { scripts/citus.sh stop >/dev/null 2>&1 || true; }
+  exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Runs one step in the background (so cleanup can stop it by pid), output into log; sets rc.
+step() {
+  local log=$1; shift
+  "$@" >"$log" 2>&1 &
+  STEP_PID=$!
+  rc=0; wait "$STEP_PID" || rc=$?
+  STEP_PID=
+}
+count() {   # name: one check passed when rc is 0
+  if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("$1 (exit $rc)"); fi
+}
+finish() {
+  echo
+  [ ${#failed_bins[@]} -gt 0 ] && printf 'failed: %s\n' "${failed_bins[@]}"
+  echo "Citus: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
 
 rm -rf "$CIRCA_DATA_DIR"; mkdir -p "$CIRCA_DATA_DIR/test-logs"
-scripts/citus.sh destroy >/dev/null 2>&1 || true
-scripts/citus.sh start
-export CIRCA_TEST_DB; CIRCA_TEST_DB=$(scripts/citus.sh url)
-DATABASE_URL=$CIRCA_TEST_DB "$CIRCA_BIN/circa" migrate >"$CIRCA_DATA_DIR/migrate.log" 2>&1 \
-  || { cat "$CIRCA_DATA_DIR/migrate.log"; exit 1; }
-q() { scripts/citus.sh psql -v ON_ERROR_STOP=1 -tAq "$@"; }
-dist=$(q -c "SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'h'")
-say "schema migrated; $dist tables distributed by tenant_id"
-[ "$dist" -ge 10 ] || { say "099_citus.sql distributed only $dist tables"; exit 1; }
+if [ ! -f "$SO" ]; then
+  [ -f "$INSTALL" ] || skip "Citus is not installed ($SO is missing) and $INSTALL does not exist"
+  [ "$(id -u)" -eq 0 ] || skip "Citus is not installed and $INSTALL needs root"
+  say "installing Citus with $INSTALL (about 4 minutes)"
+  step "$CIRCA_DATA_DIR/install.log" bash "$INSTALL"
+  cat "$CIRCA_DATA_DIR/install.log"
+  [ "$rc" -eq 0 ] && [ -f "$SO" ] || { count "citus-install.sh"; finish; }
+fi
 
-passed=0 failed=0 failed_bins=()
-# `circa migrate` applied every file of schema/ (it stops at the first that fails on Citus).
-echo "== circa migrate (Citus)"
+# The cluster, migrated with `circa migrate` (it stops at the first file that fails on Citus).
+echo "== cluster and circa migrate (Citus)"
+scripts/citus.sh destroy >/dev/null 2>&1 || true
+cluster=1
+step "$CIRCA_DATA_DIR/start.log" scripts/citus.sh start
+cat "$CIRCA_DATA_DIR/start.log"
+[ "$rc" -eq 0 ] || { count "cluster start"; finish; }
+export CIRCA_TEST_DB; CIRCA_TEST_DB=$(scripts/citus.sh url)
+step "$CIRCA_DATA_DIR/migrate.log" env DATABASE_URL="$CIRCA_TEST_DB" "$CIRCA_BIN/circa" migrate
+[ "$rc" -eq 0 ] || { grep -v '^applied' "$CIRCA_DATA_DIR/migrate.log"; count "migrate"; finish; }
+q() { scripts/citus.sh psql -v ON_ERROR_STOP=1 -tAq "$@"; }
 files=$(find schema -maxdepth 1 -name '[0-9]*_*.sql' | wc -l)
 applied=$(q -c "SELECT count(*) FROM schema_version")
-echo "$applied of $files migrations applied"
-if [ "$applied" -eq "$files" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("migrate"); fi
+dist=$(q -c "SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'h'")
+echo "$applied of $files migrations applied; $dist tables distributed by tenant_id"
+[ "$applied" -eq "$files" ] && [ "$dist" -ge 10 ]; rc=$?
+count "migrate"
+
 for t in $TESTS; do
   log=$CIRCA_DATA_DIR/test-logs/$t.out
   echo "== $t (Citus)"
-  rc=0; timeout 900 "$CIRCA_BIN/tests/$t" >"$log" 2>&1 || rc=$?
-  grep -E '^\[  (PASSED|FAILED) |^\[  ERROR   \]|^ERROR' "$log" | head -40 || true
+  step "$log" timeout 900 "$CIRCA_BIN/tests/$t"
+  grep -E '^\[  (PASSED|FAILED) |^\[  ERROR   \]|^ERROR' "$log" | head -40
   p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
   f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
   passed=$((passed + ${p:-0}))
   if [ "$rc" -ne 0 ]; then failed=$((failed + ${f:-1})); failed_bins+=("$t (exit $rc)"); fi
 done
 
-# Two circad processes writing the same tenants at once.
-echo "== two daemons (Citus)"
-rc=0; tests/citus/two_daemons.sh >"$CIRCA_DATA_DIR/test-logs/two_daemons.out" 2>&1 || rc=$?
-cat "$CIRCA_DATA_DIR/test-logs/two_daemons.out"
-if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("two_daemons (exit $rc)"); fi
-
-# A demo park on Citus and on a plain database: the same reports, metrics and flows.
-echo "== same answers as plain PostgreSQL (Citus)"
-rc=0; tests/citus/same_answers.sh >"$CIRCA_DATA_DIR/test-logs/same_answers.out" 2>&1 || rc=$?
-cat "$CIRCA_DATA_DIR/test-logs/same_answers.out"
-if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("same_answers (exit $rc)"); fi
+# Scripts of one check each: two circad processes writing one tenant at once; a demo park on
+# Citus and on a plain database (the same reports, metrics and flows).
+for s in two_daemons same_answers; do
+  echo "== $s (Citus)"
+  step "$CIRCA_DATA_DIR/test-logs/$s.out" "tests/citus/$s.sh"
+  cat "$CIRCA_DATA_DIR/test-logs/$s.out"
+  count "$s"
+done
 
 # Every tenant's chain verifies.
 echo "== circa verify on every tenant"
@@ -87,7 +113,8 @@ for tenant in $(q -c "SELECT id FROM tenant ORDER BY id"); do
   fi
 done
 echo "$nt tenants verified, $nbad broken"
-if [ "$nbad" -eq 0 ] && [ "$nt" -gt 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("verify"); fi
+[ "$nbad" -eq 0 ] && [ "$nt" -gt 0 ]; rc=$?
+count "verify"
 
 # Router plans: each statement of an ingest group and of GET /v1/metrics touches one shard.
 echo "== router plans"
@@ -118,17 +145,14 @@ if [ "$(q -c "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'tenan
 else
   echo "NOT ROUTER  ingest_head (no distributed tenant_head)"; plan_ok=0
 fi
-if [ "$plan_ok" -eq 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("router plans"); fi
+[ "$plan_ok" -eq 1 ]; rc=$?
+count "router plans"
 
 # An ingest transaction writes to one worker only: demo events (items, lots, transformations,
 # interim operations, corrections) committed group by group with circad's statements, no
 # PREPARE TRANSACTION, one worker per group.
 echo "== ingest commits on one node (Citus)"
-rc=0; tests/citus/one_phase.sh >"$CIRCA_DATA_DIR/test-logs/one_phase.out" 2>&1 || rc=$?
+step "$CIRCA_DATA_DIR/test-logs/one_phase.out" tests/citus/one_phase.sh
 cat "$CIRCA_DATA_DIR/test-logs/one_phase.out"
-if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_bins+=("one node per ingest (exit $rc)"); fi
-
-echo
-[ ${#failed_bins[@]} -gt 0 ] && printf 'failed: %s\n' "${failed_bins[@]}"
-echo "Citus: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+count "one node per ingest"
+finish
