@@ -134,7 +134,10 @@ $(BIN)/bench/%: bench/%.c $(LIB_OBJ)
 # Container image: build with podman (or docker), run against a test PostgreSQL.
 docker-test: all
 	$(Q)docker/test.sh
-.PHONY: docker-test bench-bins tests
+# The compose profile citus (a Citus coordinator, two workers, circad) from its own images.
+docker-citus-test:
+	$(Q)docker/citus-test.sh
+.PHONY: docker-test docker-citus-test bench-bins tests
 
 # Citus: a coordinator and two workers on loopback (tests/citus/run.sh installs Citus with
 # ../shared/tools/citus-install.sh where it exists, and skips clearly elsewhere).

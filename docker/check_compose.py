@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks docker/compose.yaml: services, images, build, volumes, healthchecks and wiring.
+"""Checks docker/compose.yaml: services, images, build, volumes, healthchecks and wiring, also of
+the `citus` profile (a coordinator, two workers, their registration and circad on them).
 
 Usage: check_compose.py [path/to/compose.yaml]. Prints one line per problem and exits 1 when
 there is any; also runs `docker compose config` when a docker engine and compose plugin exist.
@@ -110,6 +111,74 @@ if cd:
         if src and not src.startswith((".", "/", "~")):
             check(src in volumes, f"circad: volume {src!r} is not declared under volumes:")
     check(str(cd.get("stop_signal", "SIGTERM")) == "SIGTERM", "circad: stop_signal must be SIGTERM")
+
+# Profile citus: a coordinator and two workers (one image), their registration, circad on them.
+NODES = ("citus-coordinator", "citus-worker-1", "citus-worker-2")
+for name in ("postgres", "mosquitto", "circad"):
+    check(not (services.get(name) or {}).get("profiles"),
+          f"{name}: has profiles; `docker compose up` must start it without --profile")
+for name in NODES + ("citus-setup", "circad-citus"):
+    svc = services.get(name)
+    if check(isinstance(svc, dict), f"service {name} (profile citus) is missing"):
+        check(svc.get("profiles") == ["citus"], f"{name}: profiles is {svc.get('profiles')!r}, expected [citus]")
+node_vols = set()
+for name in NODES + ("citus-setup",):
+    svc = services.get(name) or {}
+    build = svc.get("build") or {}
+    check(build.get("dockerfile") == "docker/citus.Dockerfile" and build.get("context") == "..",
+          f"{name}: build must be context '..', dockerfile docker/citus.Dockerfile")
+    ctx = os.path.join(os.path.dirname(os.path.abspath(path)), "..")
+    check(os.path.isfile(os.path.join(ctx, "docker/citus.Dockerfile")), "docker/citus.Dockerfile does not exist")
+    check(svc.get("image") == "localhost/circa-citus:13.2.2",
+          f"{name}: image is {svc.get('image')!r}, expected localhost/circa-citus:13.2.2 (one image for all)")
+    env = env_of(svc)
+    for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
+        check(env.get(k) == "circa", f"{name}: {k} is {env.get(k)!r}, expected 'circa'")
+for name in NODES:
+    svc = services.get(name) or {}
+    test = healthcheck_ok(name, svc)
+    check(test is None or "--healthcheck" in test, f"{name}: healthcheck is not citus-node --healthcheck")
+    data = [v for v in svc.get("volumes") or [] if isinstance(v, str) and v.endswith(":/var/lib/postgresql/data")]
+    if check(len(data) == 1, f"{name}: one named volume on /var/lib/postgresql/data expected"):
+        vol = data[0].split(":")[0]
+        check(vol in volumes, f"{name}: volume {vol!r} is not declared under volumes:")
+        check(vol not in node_vols, f"{name}: shares its data volume {vol!r} with another node")
+        node_vols.add(vol)
+    check(not svc.get("ports"), f"{name}: publishes ports; only circad-citus needs to be reachable")
+setup = services.get("citus-setup") or {}
+if setup:
+    check(setup.get("command") == ["register"], f"citus-setup: command is {setup.get('command')!r}, expected [register]")
+    env = env_of(setup)
+    check(env.get("CITUS_COORDINATOR") == "citus-coordinator:5432",
+          f"citus-setup: CITUS_COORDINATOR is {env.get('CITUS_COORDINATOR')!r}")
+    check((env.get("CITUS_WORKERS") or "").split() == ["citus-worker-1:5432", "citus-worker-2:5432"],
+          f"citus-setup: CITUS_WORKERS is {env.get('CITUS_WORKERS')!r}")
+    dep = setup.get("depends_on") or {}
+    for n in NODES:
+        check(isinstance(dep, dict) and (dep.get(n) or {}).get("condition") == "service_healthy",
+              f"citus-setup: must depend on {n} being healthy")
+    check(str(setup.get("restart")) == "no", "citus-setup: a one-shot job must not restart")
+cc = services.get("circad-citus") or {}
+if cc:
+    build = cc.get("build") or {}
+    check(build.get("dockerfile") == "docker/Dockerfile" and cc.get("image") == (cd or {}).get("image"),
+          "circad-citus: must build docker/Dockerfile into circad's image")
+    env = env_of(cc)
+    u = urlsplit(env.get("DATABASE_URL") or "")
+    check(u.hostname == "citus-coordinator" and u.port == 5432 and u.path == "/circa"
+          and u.username == "circa" and u.password == "circa",
+          f"circad-citus: DATABASE_URL must be postgresql://circa:circa@citus-coordinator:5432/circa, got {env.get('DATABASE_URL')!r}")
+    dep = cc.get("depends_on") or {}
+    check(isinstance(dep, dict) and (dep.get("citus-setup") or {}).get("condition") == "service_completed_successfully",
+          "circad-citus: must depend on citus-setup completed successfully (workers added before migrate)")
+    cports = ports_of(cc)
+    check(("8081", "8080") in cports, f"circad-citus: port 8081:8080 not published (ports {cc.get('ports')!r})")
+    check(not set(p for p, _ in cports) & set(p for p, _ in ports_of(cd)), "circad-citus: publishes a port circad publishes")
+    for v in cc.get("volumes") or []:
+        src = v.split(":")[0] if isinstance(v, str) else v.get("source")
+        check(src in volumes, f"circad-citus: volume {src!r} is not declared under volumes:")
+        check(src not in [x.split(":")[0] for x in (cd or {}).get("volumes") or [] if isinstance(x, str)],
+              f"circad-citus: shares volume {src!r} with circad (another database's key)")
 
 # `docker compose config` validates against the real compose specification.
 docker = shutil.which("docker")
