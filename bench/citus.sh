@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/citus.sh (make bench-citus): ingest events/s and GET /v1/metrics p50/p99 for many tenants, on one plain PostgreSQL node and on the three-node Citus cluster (scripts/citus.sh), in the same run, with the same circad and load.
+# bench/citus.sh (make bench-citus): ingest events/s (and CPU ms per 1,000 events of the servers and circad) and GET /v1/metrics p50/p99 for many tenants, on one plain PostgreSQL node and on the three-node Citus cluster (scripts/citus.sh), in the same run, with the same circad and load.
 #   BENCH_SECONDS   length of the ingest phase per setup (default 5)
 #   BENCH_TENANTS   tenants (default 100), each with one loadgen connection
 #   BENCH_BATCH     events per request (default 20)
@@ -61,10 +61,28 @@ post() { # key path body
   case "$code" in 200|201) ;; *) cat "$OUT/post.out" >&2; die "POST /v1/$2 answered $code";; esac
 }
 
+# CPU time (ms, user + system) of the PostgreSQL servers whose postmaster.pid files are given
+# (their exited backends included, through the postmaster's waited-for children) and of circad:
+# a measure the other work on this machine's cores does not inflate.
+cpu_ms() {
+  local t=0 f pm p
+  for f in "$@"; do
+    pm=$(head -1 "$f")
+    t=$((t + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat")))
+    for p in $(pgrep -P "$pm"); do
+      t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+  done
+  t=$((t + $(awk '{ print $14 + $15 }' "/proc/$CIRCAD_PID/stat")))
+  echo $((t * 1000 / $(getconf CLK_TCK)))
+}
+
 # One setup: migrate, NT tenants with master data, NT loadgens at once for SECS, then
 # GET /v1/metrics on 10 tenants at once. Prints one summary line.
 run_setup() {
-  local name=$1 db=$2 i key keys=() t0 ev=0 err=0 secs line p99max=0 p50sum=0 n=0
+  local name=$1 db=$2 i key keys=() t0 ev=0 err=0 secs line p99max=0 p50sum=0 n=0 pids cpu0 cpu
+  if [ "$name" = citus ]; then pids=$(find -L "$CIRCA_CITUS_DIR" -maxdepth 3 -name postmaster.pid)
+  else pids=$OUT/single/pg/data/postmaster.pid; fi
   DATABASE_URL=$db "$BIN/circa" migrate >"$OUT/$name.migrate.log" 2>&1 \
     || { cat "$OUT/$name.migrate.log" >&2; die "$name: migrate failed"; }
   DATABASE_URL=$db CIRCA_LISTEN=$LISTEN CIRCA_LOG=warn "$BIN/circad" 2>"$OUT/$name.circad.log" &
@@ -78,6 +96,12 @@ run_setup() {
     post "$key" sites '{"code":"S","party":"P","name":"S","kind":"factory","country":"DE"}'
     post "$key" materials '{"code":"PET","name":"PET","density_kg_m3":1380}'
   done
+  if [ "$name" = citus ]; then
+    # Two-phase commits of the ingest phase alone: the coordinator keeps every record
+    # (recovery off) from an empty pg_dist_transaction on.
+    scripts/citus.sh psql -tAq -c "ALTER SYSTEM SET citus.recover_2pc_interval = -1" \
+      -c "SELECT pg_reload_conf()" -c "SELECT recover_prepared_transactions()" >/dev/null
+  fi
   say "$name: $NT tenants ready; ingest for $SECS s"
   PIDS=()
   for i in "${!keys[@]}"; do
@@ -86,14 +110,25 @@ run_setup() {
       --scenario "$name" >"$OUT/$name.load.$i" 2>/dev/null &
     PIDS+=($!)
   done
-  t0=$(date +%s.%N)
+  t0=$(date +%s.%N) cpu0=$(cpu_ms $pids)
   wait "${PIDS[@]}" || true
+  cpu=$(( $(cpu_ms $pids) - cpu0 ))
   secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
   PIDS=()
   for i in "${!keys[@]}"; do
     line=$(cat "$OUT/$name.load.$i")
     ev=$((ev + $(field events "$line"))); err=$((err + $(field errors "$line")))
   done
+  twopc=
+  if [ "$name" = citus ]; then
+    # Per transaction (gid citus_<group>_<pid>_<tx>_<n>): one participant is a commit on one
+    # worker that took two phases (ingest); both workers is a reference-table write (the
+    # api_key touch, once per key per 5 s).
+    twopc=$(scripts/citus.sh psql -tAq -F' ' -c "SELECT count(*) FILTER (WHERE n = 1), count(*) FILTER (WHERE n > 1)
+             FROM (SELECT count(*) AS n FROM pg_dist_transaction
+                    GROUP BY split_part(gid, '_', 3), split_part(gid, '_', 4)) t")
+    twopc=" twopc_one_worker=${twopc% *} twopc_every_worker=${twopc#* }"
+  fi
   say "$name: metrics on 10 tenants at once, $NMET requests each"
   for i in $(seq 0 9); do
     "$BIN/bench/metrics_bench" --url "$URL/v1/metrics?from=2020-01-01&to=2030-01-01" --key "${keys[$i]}" --requests "$NMET" \
@@ -109,9 +144,10 @@ run_setup() {
     p50sum=$(awk -v a="$p50sum" -v b="$(field p50_ms "$line")" 'BEGIN { print a + b }'); n=$((n + 1))
   done
   stop_circad
-  printf '%-8s tenants=%s events=%s seconds=%s events_per_s=%s metrics_p50_ms=%s metrics_p99_ms=%s errors=%s\n' \
+  printf '%-8s tenants=%s events=%s seconds=%s events_per_s=%s cpu_ms_per_1000_events=%s metrics_p50_ms=%s metrics_p99_ms=%s errors=%s%s\n' \
     "$name" "$NT" "$ev" "$secs" "$(awk -v e="$ev" -v s="$SECS" 'BEGIN { printf "%.0f", e / s }')" \
-    "$(awk -v a="$p50sum" -v n="$n" 'BEGIN { printf "%.1f", a / n }')" "$p99max" "$err"
+    "$(awk -v c="$cpu" -v e="$ev" 'BEGIN { printf "%.0f", e ? c * 1000 / e : 0 }')" \
+    "$(awk -v a="$p50sum" -v n="$n" 'BEGIN { printf "%.1f", a / n }')" "$p99max" "$err" "$twopc"
 }
 
 say "one node: plain PostgreSQL 15"
@@ -124,11 +160,9 @@ say "three nodes: Citus coordinator + two workers"
 scripts/citus.sh destroy >/dev/null 2>&1 || true
 scripts/citus.sh start
 cluster=$(run_setup citus "$(scripts/citus.sh url)")
-twopc=$(scripts/citus.sh psql -tAq -c "SELECT count(*) FROM pg_dist_transaction")
 
 {
   echo "# bench-citus $(date -u +%FT%TZ): $NT tenants, $SECS s, batch $BATCH, $(nproc) cores shared by every node"
   echo "$single"
   echo "$cluster"
-  echo "citus: two-phase-commit records left on the coordinator: $twopc"
-} | tee "$OUT/results.txt"
+} | tee -a "$OUT/results.txt"
