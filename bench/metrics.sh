@@ -4,6 +4,7 @@
 #   BENCH_METRICS_COMPARE  events of each derive off / roll-ups off / on run (default 200000, at most the above)
 #   BENCH_METRICS_REQUESTS requests per read endpoint (default 200)
 #   BENCH_METRICS_CONNS    keep-alive connections for the reads (default 4)
+#   BENCH_METRICS_WARMUP   unmeasured requests per connection before each read scenario (default 2)
 #   BENCH_STRICT=1         exit 1 when a target is missed, not only on errors
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ COMPARE=${BENCH_METRICS_COMPARE:-200000}
 [ "$COMPARE" -le "$EVENTS" ] || COMPARE=$EVENTS
 REQUESTS=${BENCH_METRICS_REQUESTS:-200}
 CONNS=${BENCH_METRICS_CONNS:-4}
+WARMUP=${BENCH_METRICS_WARMUP:-2}
 LISTEN=127.0.0.1:18361
 URL=http://$LISTEN
 YEAR=$(( $(date -u +%Y) - 1 ))         # circa demo's default year: the last full one
@@ -114,9 +116,9 @@ machine() {
 
 reads() {
   local key=$1 q="from=$YEAR-01-01&to=$((YEAR + 1))-01-01"
-  bin/bench/metrics_bench --scenario metrics --url "$URL/v1/metrics?$q" --key "$key" --requests "$REQUESTS" --connections "$CONNS"
-  bin/bench/metrics_bench --scenario flows --url "$URL/v1/flows?$q" --key "$key" --requests "$REQUESTS" --connections "$CONNS"
-  bin/bench/metrics_bench --scenario trace10 --url "$URL/v1/lots/CH-1-10/trace" --key "$key" --requests "$REQUESTS" --connections 1
+  bin/bench/metrics_bench --scenario metrics --url "$URL/v1/metrics?$q" --key "$key" --requests "$REQUESTS" --connections "$CONNS" --warmup "$WARMUP"
+  bin/bench/metrics_bench --scenario flows --url "$URL/v1/flows?$q" --key "$key" --requests "$REQUESTS" --connections "$CONNS" --warmup "$WARMUP"
+  bin/bench/metrics_bench --scenario trace10 --url "$URL/v1/lots/CH-1-10/trace" --key "$key" --requests "$REQUESTS" --connections 1 --warmup "$WARMUP"
 }
 
 main() {
