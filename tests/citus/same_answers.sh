@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The same `circa demo` park sent to the Citus cluster (CIRCA_TEST_DB) and to a plain database on the coordinator node (no citus extension there, so 099 leaves it local and 104 keeps 009/020's report functions): every report type, the metrics and the flows must read the same on both, and every tenant chain verifies.
+# The same `circa demo` park sent to the Citus cluster (CIRCA_TEST_DB) and to a plain database on the coordinator node (no citus extension there, so 099 leaves it local and 104 keeps 009/020's report functions): every report type, the metrics and the flows must read the same on both, the monthly roll-ups on Citus must equal their daily tables regrouped, and every tenant chain verifies.
 #   CITUS_DEMO_EVENTS  events of the demo (default 6000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -125,6 +125,36 @@ cat "$OUT/compare.txt"
 [ "$(grep -c '|same$' "$OUT/compare.txt")" = 9 ] \
   || fail "$(grep -vc '|same$' "$OUT/compare.txt") of 9 answers differ between Citus and plain PostgreSQL (files in $OUT)"
 ok "9 answers (4 report types, scoped by party and site, metrics, flows) the same on Citus and plain PostgreSQL"
+
+# On Citus the roll-ups of 110–115 are kept by triggers on the shards (130_citus_month_rollups):
+# each must equal its daily table regrouped (rows of another sum or missing are counted).
+off=$(psql -X -tA -v ON_ERROR_STOP=1 "$DB" <<SQL
+SELECT count(*) FROM (
+  SELECT tenant_id, date_trunc('month', day::timestamp)::date AS month, site, counterpart,
+         material, product, type, operation, ewc, hazardous, sum(kg) AS kg, sum(events) AS events
+    FROM rollup_day WHERE tenant_id = '$TENANT' GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10) d
+  FULL JOIN (SELECT * FROM rollup_month WHERE tenant_id = '$TENANT') m
+       USING (tenant_id, month, site, counterpart, material, product, type, operation, ewc, hazardous)
+ WHERE abs(coalesce(d.kg, 0) - coalesce(m.kg, 0)) > 1e-6 OR coalesce(d.events, 0) <> coalesce(m.events, 0);
+SELECT count(*) FROM (
+  SELECT tenant_id, kind, date_trunc('month', day::timestamp)::date AS m1,
+         date_trunc('month', d2::timestamp)::date AS m2, date_trunc('month', d3::timestamp)::date AS m3,
+         product, v, sum(n) AS n FROM item_day WHERE tenant_id = '$TENANT' AND kind <> 'E'
+   GROUP BY 1, 2, 3, 4, 5, 6, 7) d
+  FULL JOIN (SELECT * FROM item_month WHERE tenant_id = '$TENANT') m USING (tenant_id, kind, m1, m2, m3, product, v)
+ WHERE coalesce(d.n, 0) <> coalesce(m.n, 0);
+SELECT count(*) FROM (
+  SELECT tenant_id, day, product, floor(v) AS b, sum(n) AS n FROM item_day
+   WHERE tenant_id = '$TENANT' AND kind = 'E' GROUP BY 1, 2, 3, 4) d
+  FULL JOIN (SELECT * FROM use_day_daily WHERE tenant_id = '$TENANT') y USING (tenant_id, day, product, b)
+ WHERE coalesce(d.n, 0) <> coalesce(y.n, 0);
+SELECT count(*) FROM interim_day WHERE tenant_id = '$TENANT';
+SQL
+) || fail "reading the roll-ups on Citus"
+read -r bad_month bad_item bad_daily interim <<<"$(echo $off)"
+[ "$bad_month" = 0 ] && [ "$bad_item" = 0 ] && [ "$bad_daily" = 0 ] && [ "$interim" -gt 0 ] \
+  || fail "Citus roll-ups off: rollup_month $bad_month, item_month $bad_item, use_day_daily $bad_daily rows; interim_day $interim rows"
+ok "on Citus rollup_month, item_month and use_day_daily equal their daily tables regrouped ($interim interim_day rows)"
 
 for i in 0 1; do
   DATABASE_URL=${DBS[$i]} "$BIN/circa" verify --tenant "$TENANT" >"$OUT/verify-${NAMES[$i]}.out" 2>&1 \
