@@ -78,14 +78,17 @@ SQL
 
 derive_on() { psql_ -f "$SAVED" >/dev/null; rm -f "$SAVED"; }
 
-# Only the roll-ups as no-ops (daily flows, item days and use-day buckets, losses, fates, and
-# the triggers keeping monthly roll-ups and interim days): the rest of the derived state
-# (lives, lots and lineage, interim operations, corrections) is still kept, so the difference to a full run is what the roll-ups cost. Put back by derive_on.
-ROLLUPS="'circa_rollup_add', 'circa_item_day_add', 'circa_loss_add', 'circa_item_fate_add'"
+# Only the roll-ups as no-ops (daily flows, item days and use-day buckets, losses, fates, the
+# monthly roll-ups and item grids their writers add since 140, and the triggers keeping interim
+# days and the month tables on DELETE): the rest of the derived state (lives, lots and lineage,
+# interim operations, corrections) is still kept, so the difference to a full run is what the
+# roll-ups cost. Put back by derive_on.
+ROLLUPS="'circa_rollup_add', 'circa_item_day_add', 'circa_loss_add', 'circa_item_fate_add',
+         'circa_rollup_month_apply', 'circa_item_month_apply'"
 rollups_off() {
   psql_ -c "SELECT string_agg(pg_get_functiondef(p.oid), E';\n') || ';' FROM pg_proc p
             WHERE p.proname IN ($ROLLUPS)" >"$SAVED"
-  # The triggers keeping the monthly roll-ups and interim days (110–112) go off with them.
+  # The triggers keeping interim days and the months on DELETE (110–112, 140) go off with them.
   local t
   for t in rollup_day interim_event item_day; do
     echo "ALTER TABLE $t ENABLE TRIGGER USER;" >>"$SAVED"
