@@ -356,25 +356,40 @@ BEGIN
     -- Interim events of these lots may have moved on (or back, after a correction): their
     -- next times one event at a time (circa_interim_next reads event, correction and lot_link,
     -- never interim_event), then one UPDATE of those that changed, so interim_day's statement
-    -- trigger sees them all at once.
+    -- trigger sees them all at once. The UPDATE finds its rows by the ctids the loop read: by
+    -- id (= ANY, or a join with unnest()) a table without statistics was planned as a scan of
+    -- the tenant's whole interim_event (8 ms per group at 100,000 events, growing with it).
+    -- A row updated meanwhile by another transaction has another ctid: those are updated by key.
     DECLARE
         j record;
         v_next timestamptz;
+        v_tids tid[] := '{}';
         v_ids text[] := '{}';
         v_nexts timestamptz[] := '{}';
+        v_n bigint;
     BEGIN
-        FOR j IN SELECT x.id, x.seq, x.lot, x.event_time, x.next_time FROM interim_event x
+        FOR j IN SELECT x.ctid AS tid, x.id, x.seq, x.lot, x.event_time, x.next_time
+                   FROM interim_event x
                   WHERE x.tenant_id = p_tenant AND x.lot = ANY (v_lots) LOOP
             v_next := circa_interim_next(p_tenant, j.id, j.seq, j.lot, j.event_time);
             IF v_next IS DISTINCT FROM j.next_time THEN
+                v_tids := v_tids || j.tid;
                 v_ids := v_ids || j.id;
                 v_nexts := v_nexts || v_next;
             END IF;
         END LOOP;
-        IF cardinality(v_ids) > 0 THEN
-            UPDATE interim_event i SET next_time = u.next_time
-              FROM unnest(v_ids, v_nexts) AS u(id, next_time)
-             WHERE i.tenant_id = p_tenant AND i.id = u.id;
+        IF cardinality(v_ids) = 0 THEN
+            RETURN;
+        END IF;
+        UPDATE interim_event i SET next_time = v_nexts[array_position(v_ids, i.id)]
+         WHERE i.ctid = ANY (v_tids) AND i.tenant_id = p_tenant AND i.id = ANY (v_ids);
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        IF v_n < cardinality(v_ids) THEN
+            FOR j IN SELECT x.id, x.next_time FROM unnest(v_ids, v_nexts) AS x(id, next_time) LOOP
+                UPDATE interim_event SET next_time = j.next_time
+                 WHERE tenant_id = p_tenant AND id = j.id
+                   AND next_time IS DISTINCT FROM j.next_time;
+            END LOOP;
         END IF;
     END;
 END $function$
