@@ -20,18 +20,17 @@ URL=http://$LISTEN
 YEAR=$(( $(date -u +%Y) - 1 ))         # circa demo's default year: the last full one
 OUT=$CIRCA_DATA_DIR/results.txt
 LOG=$CIRCA_DATA_DIR/circad.log
-SAVED=$CIRCA_DATA_DIR/derive.sql
+BENCH_SAVED=$CIRCA_DATA_DIR/derive.sql
 CIRCAD_PID=
 
 . bench/lib.sh
 say() { printf 'bench-metrics: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
-psql_() { scripts/pg.sh psql -qtAX -v ON_ERROR_STOP=1 "$@"; }
+psql_() { bench_psql "$@"; }
 
 cleanup() {
   local rc=$?
-  # The derive functions are put back whatever happened (the cluster is the bench's own).
-  if [ -s "$SAVED" ]; then psql_ -f "$SAVED" >/dev/null 2>&1 || true; fi
+  bench_derive_restore 2>/dev/null || true
   bench_stop_circad
   scripts/pg.sh stop >/dev/null 2>&1 || true
   exit $rc
@@ -42,7 +41,7 @@ trap 'exit 130' INT TERM
 bench_need bin/circad bin/circa bin/bench/metrics_bench
 
 start_database() {
-  rm -f "$SAVED"
+  rm -f "$BENCH_SAVED"
   bench_fresh_database
 }
 
@@ -58,58 +57,12 @@ demo() {
   echo "$line"
 }
 
-# The derive step as a no-op, for the comparison only; the definitions are saved first and
-# put back by derive_on (and by cleanup on any exit). The parameter names must stay as they
-# are (CREATE OR REPLACE cannot rename them). circad calls circa_derive_group since 8795ad1.
-derive_off() {
-  psql_ -c "SELECT string_agg(pg_get_functiondef(p.oid), E';\n') || ';' FROM pg_proc p
-            WHERE p.proname IN ('circa_derive', 'circa_derive_group')" >"$SAVED"
-  psql_ <<'SQL'
-CREATE OR REPLACE FUNCTION circa_derive(p_tenant text, p_first bigint, p_last bigint)
-  RETURNS void LANGUAGE sql AS 'SELECT NULL::void';
-DO $$ BEGIN
-  IF to_regprocedure('circa_derive_group(text, bigint, bigint, integer)') IS NOT NULL THEN
-    EXECUTE $f$CREATE OR REPLACE FUNCTION circa_derive_group(p_tenant text, p_first bigint, p_last bigint, p_kinds integer)
-               RETURNS void LANGUAGE sql AS 'SELECT NULL::void'$f$;
-  END IF;
-END $$;
-SQL
-}
-
-derive_on() { psql_ -f "$SAVED" >/dev/null; rm -f "$SAVED"; }
-
-# Only the roll-ups as no-ops (daily flows, item days and use-day buckets, losses, fates, the
-# monthly roll-ups and item grids their writers add since 140, and the triggers keeping interim
-# days and the month tables on DELETE): the rest of the derived state (lives, lots and lineage,
-# interim operations, corrections) is still kept, so the difference to a full run is what the
-# roll-ups cost. Put back by derive_on.
-ROLLUPS="'circa_rollup_add', 'circa_item_day_add', 'circa_loss_add', 'circa_item_fate_add',
-         'circa_rollup_month_apply', 'circa_item_month_apply'"
-rollups_off() {
-  psql_ -c "SELECT string_agg(pg_get_functiondef(p.oid), E';\n') || ';' FROM pg_proc p
-            WHERE p.proname IN ($ROLLUPS)" >"$SAVED"
-  # The triggers keeping interim days and the months on DELETE (110–112, 140) go off with them.
-  local t
-  for t in rollup_day interim_event item_day; do
-    echo "ALTER TABLE $t ENABLE TRIGGER USER;" >>"$SAVED"
-    psql_ -c "ALTER TABLE $t DISABLE TRIGGER USER" >/dev/null
-  done
-  psql_ -c "DO \$\$ DECLARE f record; BEGIN
-              FOR f IN SELECT p.oid::regproc AS name, pg_get_function_arguments(p.oid) AS args
-                         FROM pg_proc p WHERE p.proname IN ($ROLLUPS) LOOP
-                EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS void LANGUAGE sql AS %L',
-                               f.name, f.args, 'SELECT NULL::void');
-              END LOOP;
-            END \$\$" >/dev/null
-}
-
 # How much slower the second demo line's events/s is than the first's, in percent.
 pct_slower() {
   awk -v a="$(field events_per_s "$1")" -v b="$(field events_per_s "$2")" \
     'BEGIN { printf "%.1f", (a > 0 ? 100 * (a - b) / a : 0) }'
 }
 
-field() { local f; for f in $2; do [ "${f%%=*}" = "$1" ] && { echo "${f#*=}"; return; }; done; echo 0; }
 verdict() { if awk -v ok="$1" 'BEGIN { exit !ok }'; then echo met; else echo MISSED; fi; }
 
 machine() {
@@ -129,13 +82,13 @@ main() {
   start_database
   bench_start_circad
   say "derive off: $COMPARE events (circa_derive_group a no-op in the bench database)"
-  derive_off
+  bench_derive_off
   off=$(demo "$(tenant bench-off)" 2 "$COMPARE")
-  derive_on
+  bench_derive_restore
   say "roll-ups off: $COMPARE events (the other derived state kept)"
-  rollups_off
+  bench_rollups_off
   norollup=$(demo "$(tenant bench-norollup)" 4 "$COMPARE")
-  derive_on
+  bench_derive_restore
   say "derive on: $COMPARE events"
   on=$(demo "$(tenant bench-on)" 3 "$COMPARE")
   key=$(tenant bench-metrics)

@@ -3,6 +3,8 @@
 #   BENCH_SECONDS      length of each HTTP scenario (default 10)
 #   BENCH_BATCH_CONNS  connections of the batch scenario (default 4; each has one request in flight)
 #   BENCH_SINGLE_CONNS connections of the single-event scenario (default 64)
+#   BENCH_ROLLUP_ROUNDS rounds of the roll-up cost comparison (default 2; 0 skips it): batches
+#                      with only the roll-ups off, then on, BENCH_SECONDS/2 each, alternating
 #   BENCH_STRICT=1     exit 1 when a target is missed, not only on errors
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,8 @@ MATERIALS=PET,HDPE,PP,PAPER
 OUT=$CIRCA_DATA_DIR/results.txt
 LOG=$CIRCA_DATA_DIR/circad.log
 RSS_FILE=$CIRCA_DATA_DIR/rss.peak
+BENCH_SAVED=$CIRCA_DATA_DIR/derive.sql
+ROUNDS=${BENCH_ROLLUP_ROUNDS:-2}
 CIRCAD_PID= SAMPLER_PID=
 
 . bench/lib.sh
@@ -27,6 +31,7 @@ CIRCAD_PID= SAMPLER_PID=
 cleanup() {
   local rc=$?
   if [ -n "$SAMPLER_PID" ]; then kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; fi
+  bench_derive_restore 2>/dev/null || true
   bench_stop_circad
   scripts/pg.sh stop >/dev/null 2>&1 || true
   exit $rc
@@ -86,9 +91,6 @@ loadgen() {
     --materials "$MATERIALS" --scenario "$name"
 }
 
-# A field of a summary line: field "events" "scenario=batch events=12 ..." → 12
-field() { local f; for f in $2; do [ "${f%%=*}" = "$1" ] && { echo "${f#*=}"; return; }; done; echo 0; }
-
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }'; }
 verdict() { if awk -v ok="$1" 'BEGIN { exit !ok }'; then echo met; else echo MISSED; fi; }
 
@@ -115,6 +117,24 @@ report() {
   echo "target circad RSS < 100 MB: $(verdict "$(awk -v k="$rss_kb" 'BEGIN{print (k < 102400)}')")"
 }
 
+# What maintaining the roll-ups costs these flow events: 1,000-event batches with only the
+# roll-ups off (bench/lib.sh), then on, alternating, so that drift in the machine's load and the
+# tables' growth falls on both. Prints the mean events/s of each and the cost in percent.
+rollup_cost() {
+  local half=$(( (SECS + 1) / 2 )) i off=0 on=0 line
+  for i in $(seq "$ROUNDS"); do
+    bench_rollups_off
+    line=$(loadgen "norollup$i" "$BATCH_CONNS" 1000 "$half") || return 1
+    echo "$line" >&2; off=$(awk -v a="$off" -v b="$(field events_per_s "$line")" 'BEGIN { print a + b }')
+    bench_derive_restore
+    line=$(loadgen "rollup$i" "$BATCH_CONNS" 1000 "$half") || return 1
+    echo "$line" >&2; on=$(awk -v a="$on" -v b="$(field events_per_s "$line")" 'BEGIN { print a + b }')
+  done
+  awk -v off="$off" -v on="$on" -v n="$ROUNDS" 'BEGIN {
+    printf "roll-up cost on 1,000-event batches: %.1f %% (%.0f events/s with roll-ups vs %.0f with only the roll-ups off, mean of %d alternating rounds)\n",
+           100 * (off - on) / off, on / n, off / n, n }'
+}
+
 machine() {
   echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo) RAM; PostgreSQL $(scripts/pg.sh psql -tAc 'SHOW server_version' | cut -d' ' -f1)"
   echo "run: $RUN, $(date -u +%Y-%m-%dT%H:%M:%SZ), ${SECS} s per HTTP scenario, batch on $BATCH_CONNS connections, single on $SINGLE_CONNS"
@@ -138,7 +158,13 @@ main() {
   scripts/pg.sh psql -q -c CHECKPOINT >/dev/null
   c=$(bin/bench/copyload --tenant bench-copy --events "$rows" --id-prefix "$RUN-copy" \
       --sites "$SITES" --materials "$MATERIALS") || rc=1
-  { machine; echo; echo "$b"; echo "$s"; echo "$c"; echo; report "$b" "$s" "$c" "$(cat "$RSS_FILE" 2>/dev/null || echo 0)"; } | tee "$OUT"
+  local cost=
+  if [ "$ROUNDS" -gt 0 ]; then
+    say "roll-up cost: $ROUNDS rounds of batches with only the roll-ups off, then on"
+    cost=$(rollup_cost) || rc=1
+  fi
+  { machine; echo; echo "$b"; echo "$s"; echo "$c"; echo; report "$b" "$s" "$c" "$(cat "$RSS_FILE" 2>/dev/null || echo 0)"
+    [ -z "$cost" ] || echo "$cost"; } | tee "$OUT"
   say "results in $OUT"
   bin/circa verify --tenant "$TENANT" >&2 || rc=1
   bin/circa verify --tenant bench-copy >&2 || rc=1
