@@ -479,7 +479,13 @@ static int64_t build_block(group_t *g, pgarr_t *cols, buf_t *copy, char root_hex
 static void committed(store_tx_t *tx, store_status_t st, void *arg);
 
 /* Which derive steps have work (013_derive_group.sql): transformations 1, lots 2, items 4,
- * corrections 8, interim operations 16 (018_derive_gates.sql). */
+ * corrections 8, interim operations 16 (018_derive_gates.sql), consignments and receipts 32
+ * (120_consignments.sql). */
+static int is_flow(event_type_t type)
+{
+    return type == EVT_SHIPPED || type == EVT_COLLECTED || type == EVT_RECEIVED;
+}
+
 static int derive_kinds(const group_t *g)
 {
     int kinds = 0;
@@ -490,7 +496,8 @@ static int derive_kinds(const group_t *g)
             const codes_op_t *op = e->operation ? codes_op_find(e->operation) : NULL;
             kinds |= (e->type == EVT_TRANSFORMED ? 1 : 0) | (e->lot ? 2 : 0) |
                      (e->item ? 4 : 0) | (e->type == EVT_CORRECTED ? 8 : 0) |
-                     (op && op->category == CODES_INTERIM ? 16 : 0);
+                     (op && op->category == CODES_INTERIM ? 16 : 0) |
+                     (is_flow(e->type) ? 32 : 0);
         }
     return kinds;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ingest commits on one node: a `circa demo` park's events (items, lots, transformations, interim operations, corrections) are committed again into a second tenant, group by group, with circad's statements on Citus (ingest_head, ingest_rows, ingest_block, ingest_derive), and psql with citus.log_remote_commands must see no PREPARE TRANSACTION (two-phase commit) and one worker per group.
+# Ingest commits on one node: a `circa demo` park's events (items, lots, transformations, interim operations, corrections, shipments and receipts) are committed again into a second tenant, group by group, with circad's statements on Citus (ingest_head, ingest_rows, ingest_block, ingest_derive), and psql with citus.log_remote_commands must see no PREPARE TRANSACTION (two-phase commit) and one worker per group.
 #   CITUS_ONE_PHASE_EVENTS  events of the demo (default 3000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -63,7 +63,8 @@ g AS (SELECT c.grp, min(c.nseq) AS first, max(c.nseq) AS last,
                     | CASE WHEN c.lot IS NOT NULL THEN 2 ELSE 0 END
                     | CASE WHEN c.item IS NOT NULL THEN 4 ELSE 0 END
                     | CASE WHEN c.type = 'corrected' THEN 8 ELSE 0 END
-                    | CASE WHEN c.operation IN (SELECT code FROM iop) THEN 16 ELSE 0 END) AS kinds
+                    | CASE WHEN c.operation IN (SELECT code FROM iop) THEN 16 ELSE 0 END
+                    | CASE WHEN c.type IN ('shipped', 'collected', 'received') THEN 32 ELSE 0 END) AS kinds
         FROM c GROUP BY c.grp)
 SELECT format(E'\\\\warn group %s events %s kinds %s\nBEGIN;\nSELECT circa_advance_head(%L, %s, %L, %s, %L);\n',
               g.grp, g.last - g.first + 1, g.kinds, '$Q', g.first - 1,
@@ -122,7 +123,7 @@ prepared=$(awk '{ s += $5 } END { print s + 0 }' "$OUT/groups.txt")
 multi=$(awk '$4 > 1' "$OUT/groups.txt" | wc -l)
 kinds=0
 while read -r _ _ k _ _; do kinds=$((kinds | k)); done <"$OUT/groups.txt"
-[ "$kinds" = 31 ] || fail "the groups covered derive kinds $kinds, not all of 1|2|4|8|16"
+[ "$kinds" = 63 ] || fail "the groups covered derive kinds $kinds, not all of 1|2|4|8|16|32"
 [ "$prepared" = 0 ] || fail "$prepared PREPARE TRANSACTION in $groups group commits (see $OUT/replay.log)"
 [ "$multi" = 0 ] || fail "$multi of $groups group commits sent commands to more than one worker"
 ok "$groups group commits of $sent demo events (all derive kinds): one worker each, 0 two-phase commits"
