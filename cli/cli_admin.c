@@ -428,13 +428,15 @@ int cli_admin_keys_main(int argc, char **argv)
 
 static const char verify_usage[] =
     "usage: circa verify [--tenant TENANT]\n"
-    "       circa verify --report FILE.json\n"
-    "       circa verify --offline EXPORT [--report FILE] [--sha256 HEX] [--public-key HEX]\n"
+    "       circa verify --report FILE.json [--consignments LISTING]\n"
+    "       circa verify --offline EXPORT [--report FILE] [--consignments LISTING] [--sha256 HEX]\n"
+    "                    [--public-key HEX]\n"
     "Recomputes each tenant's ledger hash chain (every block's link, Merkle root and hash,\n"
     "and the tenant's head) and prints one line per tenant. Exit 0 when all verify, 1 when\n"
     "any chain is broken.\n"
     "--report checks a downloaded JSON report: its SHA-256, and that the ledger block it names\n"
-    "and the stored report agree with it.\n"
+    "and the stored report agree with it; a waste register is recomputed from the ledger up to\n"
+    "that block, and its downloaded consignment listing (--consignments) checked against it.\n"
     "--offline checks an export written by `circa export` with no database: every block's\n"
     "events, Merkle root, hash, prev link and Ed25519 signature, and a report against it.\n";
 
@@ -482,9 +484,10 @@ int cli_admin_verify_main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"tenant", required_argument, NULL, 't'}, {"report", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"consignments", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     static char prog[] = "circa verify";
-    const char *tenant = NULL, *report = NULL;
+    const char *tenant = NULL, *report = NULL, *listing = NULL;
     int c;
     /* --offline reads an export file and never the database; its --report is checked there. */
     if (cli_export_wants_offline(argc, argv)) return cli_export_verify_offline_main(argc, argv);
@@ -493,11 +496,13 @@ int cli_admin_verify_main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "t:r:h", opts, NULL)) != -1) {
         if (c == 't') tenant = optarg;
         else if (c == 'r') report = optarg;
+        else if (c == 'c') listing = optarg;
         else if (c == 'h') return fputs(verify_usage, stdout), CLI_EXIT_OK;
         else return CLI_EXIT_USAGE;
     }
     if (optind < argc) return cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
-    if (report) return cli_report_verify_file(report);
+    if (listing && !report) return cli_usage_error(prog, "--consignments goes with --report");
+    if (report) return cli_report_verify_file(report, listing);
     PGconn *db = connect_db();
     if (!db) return CLI_EXIT_FAIL;
     int rc = verify_all(db, tenant);

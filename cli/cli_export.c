@@ -339,13 +339,15 @@ int cli_export_sign_init_main(int argc, char **argv)
 /* ---- circa verify --offline -------------------------------------------------------------- */
 
 static const char offline_usage[] =
-    "usage: circa verify --offline EXPORT [--report FILE] [--sha256 HEX] [--public-key HEX]\n"
+    "usage: circa verify --offline EXPORT [--report FILE] [--consignments LISTING]\n"
+    "                    [--sha256 HEX] [--public-key HEX]\n"
     "Checks a `circa export` file with no database: each block's events, Merkle root, hash,\n"
     "link to the block before it and, with a public key (the export's, or --public-key, which\n"
     "must match it), its signature. With --report, that the downloaded JSON report names one of\n"
     "the export's blocks and that its canonical SHA-256 is the published one (--sha256, else\n"
-    "the export's record of the report). Exit 0 when everything verifies, 1 at the first\n"
-    "problem. See docs/VERIFY.md.\n";
+    "the export's record of the report); a waste register is recomputed from the export's\n"
+    "events, and its downloaded consignment listing (--consignments) checked against that.\n"
+    "Exit 0 when everything verifies, 1 at the first problem. See docs/VERIFY.md.\n";
 
 int cli_export_wants_offline(int argc, char **argv)
 {
@@ -360,7 +362,8 @@ int cli_export_verify_offline_main(int argc, char **argv)
     static const struct option opts[] = {
         {"offline", required_argument, NULL, 'O'}, {"report", required_argument, NULL, 'r'},
         {"sha256", required_argument, NULL, 's'},  {"public-key", required_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+        {"consignments", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     static char prog[] = "circa verify";
     offline_opts_t o = {0};
     int c;
@@ -371,10 +374,11 @@ int cli_export_verify_offline_main(int argc, char **argv)
         else if (c == 'r') o.report_path = optarg;
         else if (c == 's') o.report_sha256 = optarg;
         else if (c == 'k') o.public_key_hex = optarg;
+        else if (c == 'c') o.listing_path = optarg;
         else if (c == 'h') return fputs(offline_usage, stdout), CLI_EXIT_OK;
         else return CLI_EXIT_USAGE;
     }
-    if (optind < argc || !o.export_path) {
+    if (optind < argc || !o.export_path || (o.listing_path && !o.report_path)) {
         fprintf(stderr, "%s: --offline EXPORT takes no other arguments; see --help\n", prog);
         return CLI_EXIT_USAGE;
     }

@@ -8,9 +8,11 @@
  * argv[0] is "report". Returns a CLI_EXIT_* code. */
 int cli_report_main(int argc, char **argv);
 
-/* `circa verify --report FILE`: recomputes the SHA-256 of the report's canonical JSON, checks
- * that the block it names is in its tenant's chain and that the stored report with its id has
- * that SHA-256 (through DATABASE_URL). Exit 0 when all hold, 1 otherwise. */
-int cli_report_verify_file(const char *file);
+/* `circa verify --report FILE [--consignments LISTING]`: recomputes the SHA-256 of the report's
+ * canonical JSON, checks that the block it names is in its tenant's chain and that the stored
+ * report with its id has that SHA-256 (through DATABASE_URL); a waste register is recomputed
+ * from the tenant's events up to that block, and LISTING (its consignments, downloaded) is
+ * checked against that. Exit 0 when all hold, 1 otherwise. */
+int cli_report_verify_file(const char *file, const char *listing);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "ledger.h"
+#include "regcheck.h"
 #include "report.h"
 #include "signer.h"
 
@@ -37,6 +38,8 @@ typedef struct {
     int64_t rep_seq;
     char rep_hash[65], rep_tenant[128], listed_sha[65];
     int rep_block_seen;
+    cJSON *rep_doc;                 /* a waste register: recomputed by reg */
+    regcheck_t *reg;
 } ov_t;
 
 __attribute__((format(printf, 2, 3))) static int problem(ov_t *v, const char *fmt, ...)
@@ -222,6 +225,8 @@ static int read_event(ov_t *v, const cJSON *e)
     }
     /* The canon is JSON text (UTF-8, no NUL): the decoded string is exactly its bytes. */
     ledger_leaf_hash(canon, strlen(canon), v->leaves[i]);
+    if (v->reg && regcheck_event(v->reg, seq, canon, strlen(canon), NAN) != 0)
+        return problem(v, "line %ld: event %" PRId64 " is not a JSON event", v->line, seq);
     v->next++;
     return 0;
 }
@@ -300,10 +305,36 @@ static int load_report(ov_t *v)
         if (!v->res->report_id[0] || v->rep_seq < 0 || strlen(v->rep_hash) != 64)
             rc = problem(v, "report: %s has no id or no block {seq, hash}", v->o->report_path);
     }
+    char why[160];
+    if (rc == 0 && (v->reg = regcheck_new(doc, why, sizeof why))) v->rep_doc = doc, doc = NULL;
+    else if (rc == 0 && v->o->listing_path) rc = problem(v, "report: --consignments: %s", why);
     cJSON_Delete(doc);
     buf_free(&text);
     buf_free(&canon);
     return rc;
+}
+
+/* A waste register recomputed from the export's events, and its listing. Only from a whole
+ * chain: an export that starts mid-chain lacks earlier receipts, lots and corrections. */
+static int check_register(ov_t *v)
+{
+    offline_result_t *r = v->res;
+    char why[400];
+    if (!r->from_genesis) {
+        snprintf(r->register_note, sizeof r->register_note, "the register was not recomputed: "
+                 "the export starts at event %lld (export the whole chain)", r->first_seq);
+        return v->o->listing_path ? problem(v, "report %s: %s", r->report_id, r->register_note) : 0;
+    }
+    int rc = regcheck_report(v->reg, why, sizeof why, r->register_note, sizeof r->register_note);
+    r->register_checked = 1;
+    r->register_consignments = (long long)regcheck_count(v->reg);
+    if (rc) return problem(v, "report %s: the register differs from the ledger: %s", r->report_id, why);
+    if (!v->o->listing_path) return 0;
+    FILE *f = fopen(v->o->listing_path, "r");
+    if (!f) return problem(v, "cannot read %s: %s", v->o->listing_path, strerror(errno)), -1;
+    rc = regcheck_listing(v->reg, f, why, sizeof why);
+    fclose(f);
+    return rc ? problem(v, "listing %s: %s", v->o->listing_path, why) : 0;
 }
 
 /* After the export: the report belongs to its tenant, names one of its blocks, and hashes to
@@ -329,7 +360,7 @@ static int check_report(ov_t *v)
     if (strcasecmp(want, r->report_sha256) != 0)
         return problem(v, "report %s: content changed (SHA-256 of its canonical JSON is %s, "
                        "published %s)", r->report_id, r->report_sha256, want);
-    return 0;
+    return v->reg ? check_register(v) : 0;
 }
 
 int offline_verify(const offline_opts_t *o, offline_result_t *res)
@@ -347,6 +378,8 @@ int offline_verify(const offline_opts_t *o, offline_result_t *res)
     if (!std) fclose(f);
     free(v.leaves);
     if (rc == 0 && o->report_path) rc = check_report(&v);
+    regcheck_free(v.reg);
+    cJSON_Delete(v.rep_doc);
     return rc;
 }
 
@@ -364,6 +397,10 @@ int offline_verify_print(const offline_opts_t *o, FILE *out)
     if (rc == 0 && r.blocks > 0) fprintf(out, "head %s\n", r.head_hash);
     if (rc == 0 && o->report_path)
         fprintf(out, "report %s sha256 %s: in the chain\n", r.report_id, r.report_sha256);
+    if (rc == 0 && r.register_checked)
+        fprintf(out, "register recomputed from the export: %lld consignments%s\n",
+                r.register_consignments, o->listing_path ? ", listing the same" : "");
+    if (r.register_note[0]) fprintf(out, "note: %s\n", r.register_note);
     if (rc == 0) fputs("OK\n", out);
     else fprintf(out, "FAILED: %s\n", r.problem);
     return rc == 0 ? 0 : 1;

@@ -1,6 +1,8 @@
 /* offline — verifies a ledger export (`circa export` NDJSON) and a downloaded JSON report with
  * no database: chain links, Merkle roots, block hashes, Ed25519 signatures, and that the report
- * names one of the export's blocks and hashes to its SHA-256. Pure: files in, verdict out. */
+ * names one of the export's blocks and hashes to its SHA-256; a waste register is recomputed
+ * from the export's events (reports/regcheck.h), with its downloaded consignment listing.
+ * Pure: files in, verdict out. */
 #ifndef CIRCA_OFFLINE_H
 #define CIRCA_OFFLINE_H
 #include <stdio.h>
@@ -14,6 +16,8 @@ typedef struct {
                                    * export's own record of the report, if it has one */
     const char *public_key_hex;   /* a key the auditor holds; NULL: the export header's. When
                                    * both are present they must be the same key. */
+    const char *listing_path;     /* a waste register's consignments (`circa report
+                                   * --consignments`); NULL: none */
 } offline_opts_t;
 
 typedef struct {
@@ -26,13 +30,17 @@ typedef struct {
     int have_key;                    /* signatures were checked against a public key */
     char first_prev[65], head_hash[65];
     char report_id[80], report_sha256[65];
+    int register_checked;            /* a waste register was recomputed from the events */
+    long long register_consignments;
+    char register_note[256];         /* what was not checked, and why ("" when nothing) */
     char problem[512];               /* the first problem found; "" when all verifies */
 } offline_result_t;
 
 /* Verifies o->export_path (and the report, when given) into res. 0 when everything verifies,
  * 1 when something does not (res->problem names the first thing, with its line or block),
  * -1 when a file cannot be read (res->problem says which). Memory stays flat in the export's
- * length: one line and one block's leaf hashes at a time. */
+ * length (one line and one block's leaf hashes at a time), except for a waste register: its
+ * recomputation holds the register's flow events up to the report's block. */
 int offline_verify(const offline_opts_t *o, offline_result_t *res);
 
 /* offline_verify, then a summary on out: what was checked, where the chain starts, the head,

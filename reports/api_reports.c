@@ -25,9 +25,13 @@ const store_stmt_t api_reports_stmts[] = {
     {"reports_get",
      "SELECT type, sha256, block_seq, block_hash, "
      "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-     "CASE $3 WHEN 'json' THEN canon WHEN 'csv' THEN csv WHEN 'html' THEN html END "
+     "CASE $3 WHEN 'json' THEN canon WHEN 'csv' THEN csv WHEN 'html' THEN html END, "
+     "jsonb_typeof(body->'data'->'consignments') = 'object' "
      "FROM report WHERE tenant_id = $1 AND id = $2"},
     {"reports_list", "SELECT circa_report_list($1, nullif($2, ''), nullif($3, ''), $4::int)::text"},
+    {"reports_consignments",
+     "SELECT j::text, j->>'next', j->>'listed', j->>'bad_after', j->>'type' "
+     "FROM (SELECT circa_report_consignments($1, $2, nullif($3, '')::bigint, $4::int) AS j) x"},
     {NULL, NULL},
 };
 
@@ -138,7 +142,7 @@ static void now_utc(char out[32])
 
 /* {"id","status","sha256","block","links"} of a stored report; POST and GET /{id} share it. */
 static cJSON *summary(const char *id, const char *type, const char *sha, const char *block_hash,
-                      long long block_seq, const char *created)
+                      long long block_seq, const char *created, int listed)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "id", id);
@@ -156,6 +160,11 @@ static cJSON *summary(const char *id, const char *type, const char *sha, const c
         cJSON_AddStringToObject(l, ext[i], u.data);
         buf_free(&u);
     }
+    if (listed) {
+        char u[96];
+        snprintf(u, sizeof u, "/v1/reports/%s/consignments", id);
+        cJSON_AddStringToObject(l, "consignments", u);
+    }
     return j;
 }
 
@@ -168,7 +177,8 @@ static void stored(store_tx_t *tx, store_status_t st, void *arg)
         char loc[128];
         snprintf(loc, sizeof loc, "Location: /v1/reports/%s\r\n", j->id);
         api_send_json(j->req, 201, summary(j->id, j->type, j->out.sha, j->out.block_hash,
-                                           strtoll(j->out.block_seq, NULL, 10), j->generated), loc);
+                                           strtoll(j->out.block_seq, NULL, 10), j->generated,
+                                           strcmp(j->type, "waste_register") == 0), loc);
     }
     job_free(j);
 }
@@ -299,7 +309,8 @@ static void got(store_tx_t *tx, store_status_t st, void *arg)
     } else if (!g->ext[0]) {
         api_send_json(g->req, 200, summary(g->id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
                                            PQgetvalue(r, 0, 3), strtoll(PQgetvalue(r, 0, 2), NULL, 10),
-                                           PQgetvalue(r, 0, 4)), NULL);
+                                           PQgetvalue(r, 0, 4), *PQgetvalue(r, 0, 6) == 't'),
+                      NULL);
     } else {
         char hdr[160];
         snprintf(hdr, sizeof hdr, "Content-Disposition: inline; filename=\"report-%s.%s\"\r\n",
@@ -395,10 +406,141 @@ static void list_reports(app_t *app, http_req_t *req, const router_match_t *m,
     store_tx_submit(tx);
 }
 
+/* ---- the consignment listing of a waste register ----------------------------------------- */
+
+#define LISTING_LIMIT_MAX 10000
+
+typedef struct {
+    uv_work_t work;
+    http_req_t *req;
+    uv_loop_t *app_loop;
+    char id[33];
+    char link[200];        /* Link header to the next page, or "" */
+    int csv;               /* asked for .csv */
+    char *page;            /* the page's JSON */
+    buf_t csv_out;         /* made on the worker */
+} listing_t;
+
+static void listing_free(listing_t *g)
+{
+    free(g->page);
+    buf_free(&g->csv_out);
+    free(g);
+}
+
+/* Worker thread: the page as CSV. */
+static void listing_render(uv_work_t *w)
+{
+    listing_t *g = w->data;
+    cJSON *page = cJSON_Parse(g->page);
+    render_csv_consignments(page, &g->csv_out);
+    cJSON_Delete(page);
+}
+
+static void listing_rendered(uv_work_t *w, int status)
+{
+    listing_t *g = w->data;
+    if (status != 0 || !g->csv_out.data)
+        problem_send(g->req, 500, "internal", "Internal error", NULL, "the page could not be rendered");
+    else
+        http_respond(g->req, 200, "text/csv; charset=utf-8", g->csv_out.data, g->csv_out.len,
+                     g->link);
+    listing_free(g);
+}
+
+/* Why a report has no listing: 404 naming it. */
+static void not_listed(http_req_t *req, const char *id, const char *type)
+{
+    if (strcmp(type, "waste_register") == 0)
+        problem_send(req, 404, "not-found", "Not found", NULL, "report %s was made before "
+                     "consignment listings (120_consignments): its JSON holds them", id);
+    else
+        problem_send(req, 404, "not-found", "Not found", NULL, "report %s is a %.40s: only a "
+                     "waste_register has a consignment listing", id, type);
+}
+
+static void listing_got(store_tx_t *tx, store_status_t st, void *arg)
+{
+    listing_t *g = arg;
+    const PGresult *r = st == STORE_OK ? store_tx_result(tx, 0) : NULL;
+    if (!r || PQntuples(r) != 1) {
+        api_store_failed(g->req, tx, st);
+    } else if (PQgetisnull(r, 0, 0)) {
+        problem_send(g->req, 404, "not-found", "Not found", NULL, "no report '%s'", g->id);
+    } else if (strcmp(PQgetvalue(r, 0, 2), "false") == 0) {
+        not_listed(g->req, g->id, PQgetvalue(r, 0, 4));
+    } else if (strcmp(PQgetvalue(r, 0, 3), "true") == 0) {
+        problem_send(g->req, 400, "invalid-query", "Invalid query parameter", NULL,
+                     "after names no consignment of report %s", g->id);
+    } else {
+        if (!PQgetisnull(r, 0, 1))
+            snprintf(g->link + strlen(g->link), sizeof g->link - strlen(g->link),
+                     "after=%s>; rel=\"next\"\r\n", PQgetvalue(r, 0, 1));
+        else
+            g->link[0] = '\0';
+        if (!g->csv) {   /* JSON: the page as the database made it */
+            http_respond(g->req, 200, "application/json", PQgetvalue(r, 0, 0),
+                         (size_t)PQgetlength(r, 0, 0), g->link);
+        } else {
+            g->page = xstrdup(PQgetvalue(r, 0, 0));
+            g->work.data = g;
+            if (uv_queue_work(g->app_loop, &g->work, listing_render, listing_rendered) == 0) return;
+            problem_send(g->req, 503, "unavailable", "Service unavailable", "Retry-After: 1\r\n",
+                         "cannot render now");
+        }
+    }
+    listing_free(g);
+}
+
+/* after: a seq (1 to 19 digits); limit: 1 to LISTING_LIMIT_MAX. 0, or -1 when bad. */
+static int listing_query(http_req_t *req, char after[24], char limit[8])
+{
+    const char *q = http_req_query(req);
+    int na = http_query_get(q, "after", after, 24), nl = http_query_get(q, "limit", limit, 8);
+    if (na == -1) after[0] = '\0';
+    if (nl == -1) snprintf(limit, 8, "1000");
+    long lim = strtol(limit, NULL, 10);
+    int ok = na >= -1 && nl >= -1 && (na == -1 || (na >= 1 && na <= 19 && digits(after, na))) &&
+             (nl == -1 || (nl >= 1 && digits(limit, nl))) && lim >= 1 && lim <= LISTING_LIMIT_MAX;
+    if (ok) snprintf(limit, 8, "%ld", lim);
+    return ok ? 0 : -1;
+}
+
+static void get_listing(app_t *app, http_req_t *req, const router_match_t *m,
+                        const auth_principal_t *who)
+{
+    const char *id = m->params[0], *ext = m->nparams > 1 ? m->params[1] : "json";
+    char after[24], limit[8];
+    if (!valid_id(id) || (strcmp(ext, "json") != 0 && strcmp(ext, "csv") != 0)) {
+        problem_send(req, 404, "not-found", "Not found", NULL, "no consignment listing '%.80s'",
+                     http_req_path(req));
+        return;
+    }
+    if (listing_query(req, after, limit) != 0) {
+        problem_send(req, 400, "invalid-query", "Invalid query parameter", NULL,
+                     "after must be the seq of a listed consignment, limit 1 to %d",
+                     LISTING_LIMIT_MAX);
+        return;
+    }
+    listing_t *g = xcalloc(1, sizeof *g);
+    g->req = req;
+    g->app_loop = app->loop;
+    snprintf(g->id, sizeof g->id, "%s", id);
+    snprintf(g->link, sizeof g->link, "Link: </v1/reports/%s/consignments%s?limit=%s&", id,
+             strcmp(ext, "csv") == 0 ? ".csv" : "", limit);
+    g->csv = strcmp(ext, "csv") == 0;
+    const char *p[4] = {who->tenant, id, after, limit};
+    store_tx_t *tx = store_tx_new(app->store, listing_got, g);
+    store_tx_exec(tx, "reports_consignments", 4, p, NULL, NULL);
+    store_tx_submit(tx);
+}
+
 void api_reports_register(app_t *app)
 {
     api_route(app, "POST", "/v1/reports", AUTH_REPORT, post_report);
     api_route(app, "GET", "/v1/reports", AUTH_READ, list_reports);
     api_route(app, "GET", "/v1/reports/{id}.{ext}", AUTH_READ, get_report);
     api_route(app, "GET", "/v1/reports/{id}", AUTH_READ, get_report);
+    api_route(app, "GET", "/v1/reports/{id}/consignments", AUTH_READ, get_listing);
+    api_route(app, "GET", "/v1/reports/{id}/consignments.{ext}", AUTH_READ, get_listing);
 }

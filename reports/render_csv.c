@@ -3,6 +3,7 @@
 #include "jcs.h"
 #include "report.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,34 +68,77 @@ static void put(cJSON *r, const char *name, const cJSON *v)
     cJSON_AddItemToObject(r, name, v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
 }
 
+/* The register's columns: each section fills the ones it has. */
+static const char *const wr_cols[] = {"section", "ewc", "description", "hazardous", "receiver",
+    "receiver_name", "operation", "item", "detail", "kg", "consignments", "count",
+    "measured_kg", "calculated_kg", "estimated_kg", "unspecified_kg", "refused_kg",
+    "refused_loads", NULL};
+
+/* A row of section for entry e: the entry's code columns, then members of part renamed (and
+ * its basis split, for a destination). */
+static void wr_row(buf_t *out, const char *section, const cJSON *e, const cJSON *part,
+                   const char *const (*names)[2])
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "section", section);
+    put(r, "ewc", get(e, "ewc"));
+    put(r, "description", get(e, "description"));
+    put(r, "hazardous", get(e, "hazardous"));
+    for (int i = 0; names[i][0]; i++) put(r, names[i][0], get(part, names[i][1]));
+    const cJSON *basis = strcmp(section, "sent") == 0 ? get(part, "basis") : NULL;
+    const char *const bases[] = {"measured", "calculated", "estimated", "unspecified"};
+    char name[32];
+    for (int i = 0; basis && i < 4; i++) {
+        snprintf(name, sizeof name, "%s_kg", bases[i]);
+        put(r, name, get(basis, bases[i]));
+    }
+    row(out, r, wr_cols);
+    cJSON_Delete(r);
+}
+
+/* Each part of an entry (destinations, acceptance, packaging, transport) as rows. */
+static void wr_parts(buf_t *out, const char *section, const cJSON *e, const char *member,
+                     const char *const (*names)[2])
+{
+    const cJSON *p;
+    cJSON_ArrayForEach(p, get(e, member)) wr_row(out, section, e, p, names);
+}
+
 static void waste_register(const cJSON *data, buf_t *out)
 {
-    static const char *const cols[] = {"section", "ewc", "description", "hazardous", "kg",
-        "from_site", "receiver", "operation", "basis", "document", "carrier", "time", "event",
-        "acceptance", "refused_kg", NULL};
-    header(out, cols);
+    static const char *const gen[][2] = {{"kg", "generated_kg"},
+        {"count", "generated_events"}, {NULL, NULL}};
+    static const char *const sent[][2] = {{"receiver", "receiver"},
+        {"receiver_name", "receiver_name"}, {"operation", "operation"}, {"kg", "kg"},
+        {"consignments", "consignments"}, {"refused_kg", "refused_kg"},
+        {"refused_loads", "refused_loads"}, {NULL, NULL}};
+    static const char *const acc[][2] = {{"item", "acceptance"}, {"kg", "kg"},
+        {"consignments", "consignments"}, {"refused_kg", "refused_kg"}, {NULL, NULL}};
+    static const char *const pack[][2] = {{"item", "type"}, {"detail", "physical_form"},
+        {"kg", "kg"}, {"consignments", "consignments"}, {"count", "packages"}, {NULL, NULL}};
+    static const char *const legs[][2] = {{"item", "mode"}, {"consignments", "consignments"},
+        {"count", "legs"}, {NULL, NULL}};
+    header(out, wr_cols);
     const cJSON *e;
     cJSON_ArrayForEach(e, get(data, "entries")) {
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "section", "generated");
-        put(r, "ewc", get(e, "ewc"));
-        put(r, "description", get(e, "description"));
-        put(r, "hazardous", get(e, "hazardous"));
-        put(r, "kg", get(e, "generated_kg"));
-        row(out, r, cols);
-        cJSON_Delete(r);
-        const cJSON *c;
-        cJSON_ArrayForEach(c, get(e, "consignments")) {
-            r = cJSON_Duplicate(c, 1);
-            cJSON_AddStringToObject(r, "section", "consignment");
-            put(r, "ewc", get(e, "ewc"));
-            put(r, "description", get(e, "description"));
-            put(r, "hazardous", get(e, "hazardous"));
-            put(r, "event", get(c, "event"));
-            row(out, r, cols);
-            cJSON_Delete(r);
-        }
+        wr_row(out, "generated", e, e, gen);
+        wr_parts(out, "sent", e, "destinations", sent);
+        wr_parts(out, "acceptance", e, "acceptance", acc);
+        wr_parts(out, "packaging", e, "packaging", pack);
+        wr_parts(out, "transport", e, "transport", legs);
     }
+}
+
+static const char *const cons_cols[] = {"event", "seq", "type", "time", "from_site",
+    "receiver", "material", "lot", "ewc", "hazardous", "kg", "basis", "operation",
+    "operation_from", "document", "carrier", "transport", "packaging", "receipt",
+    "receipt_time", "acceptance", "received_kg", "refused_kg", NULL};
+
+void render_csv_consignments(const cJSON *page, buf_t *out)
+{
+    header(out, cons_cols);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, get(page, "consignments")) row(out, c, cons_cols);
 }
 
 static void prtr_part(buf_t *out, const cJSON *f, const char *cls, const cJSON *side,

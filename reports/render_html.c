@@ -299,37 +299,69 @@ static void bars(buf_t *out, const cJSON *months, const char *metric, const char
 
 /* ---- report types -------------------------------------------------------------------------- */
 
-static void waste_register(buf_t *out, const cJSON *d)
+/* A part of an entry, with its heading, when it has rows. */
+static void part(buf_t *out, const cJSON *rows, const char *title, const col_t *cols)
+{
+    if (cJSON_GetArraySize(rows) == 0) return;
+    h(out, "h3", title);
+    table(out, rows, cols);
+}
+
+/* Where the register's consignments are listed, and as of which block. */
+static void wr_listing(buf_t *out, const cJSON *d, const cJSON *doc)
+{
+    const cJSON *c = get(d, "consignments");
+    buf_puts(out, "<p class=\"listing\">The ");
+    text(out, get(c, "count"));
+    buf_puts(out, " consignments (");
+    text(out, get(c, "kg"));
+    buf_puts(out, " kg) — each with its document, carrier, transport legs, packaging, basis, "
+                  "receipt and acceptance — are listed as of ledger block ");
+    text(out, path(doc, "block.seq"));
+    buf_puts(out, " at <code>");
+    text(out, get(c, "listing"));
+    buf_puts(out, "</code> (JSON, or <code>.csv</code>), in pages.</p>");
+}
+
+static void waste_register(buf_t *out, const cJSON *d, const cJSON *doc)
 {
     static const col_t tot[] = {{"generated_kg", "Generated (kg)"},
         {"hazardous_generated_kg", "of which hazardous (kg)"},
-        {"sent_off_site_kg", "Sent off-site (kg)"}, {"consignments", "Consignments"}, {0, 0}};
+        {"sent_off_site_kg", "Sent off-site (kg)"}, {"consignments", "Consignments"},
+        {"refused_loads", "Refused loads"}, {"refused_kg", "Refused (kg)"}, {0, 0}};
     static const col_t head[] = {{"ewc", "EWC"}, {"description", "Description"},
         {"hazardous", "Hazardous"}, {"generated_kg", "Generated (kg)"},
-        {"sent_off_site_kg", "Sent off-site (kg)"}, {"refused_kg", "Refused (kg)"}, {0, 0}};
+        {"generated_events", "Generation events"}, {"sent_off_site_kg", "Sent off-site (kg)"},
+        {"consignments", "Consignments"}, {"documented", "with a document"},
+        {"refused_loads", "Refused loads"}, {"refused_kg", "Refused (kg)"}, {0, 0}};
     static const col_t dest[] = {{"receiver", "Receiver"}, {"receiver_name", "Name"},
-        {"operation", "R/D operation"}, {"kg", "kg"}, {"consignments", "Consignments"}, {0, 0}};
-    static const col_t cons[] = {{"time", "Time"}, {"from_site", "From"},
-        {"receiver", "Receiver"}, {"kg", "kg"}, {"basis", "Basis"}, {"operation", "Operation"},
-        {"document", "Document"}, {"carrier", "Carrier"}, {"transport", "Transport legs"},
-        {"packaging", "Packaging"}, {"acceptance", "Acceptance"}, {"refused_kg", "Refused (kg)"},
-        {0, 0}};
+        {"operation", "R/D operation"}, {"kg", "kg"}, {"consignments", "Consignments"},
+        {"basis.measured", "measured (kg)"}, {"basis.calculated", "calculated (kg)"},
+        {"basis.estimated", "estimated (kg)"}, {"basis.unspecified", "basis not given (kg)"},
+        {"refused_loads", "Refused loads"}, {"refused_kg", "Refused (kg)"}, {0, 0}};
+    static const col_t acc[] = {{"acceptance", "Acceptance"}, {"consignments", "Consignments"},
+        {"kg", "kg"}, {"refused_kg", "Refused (kg)"}, {0, 0}};
+    static const col_t pack[] = {{"type", "Packaging"}, {"physical_form", "Physical form"},
+        {"packages", "Packages"}, {"consignments", "Consignments"}, {"kg", "kg"}, {0, 0}};
+    static const col_t legs[] = {{"mode", "Transport mode"}, {"legs", "Legs"},
+        {"consignments", "Consignments"}, {0, 0}};
     h(out, "h2", "Totals");
     facts(out, get(d, "totals"), tot);
+    wr_listing(out, d, doc);
     const cJSON *e;
     cJSON_ArrayForEach(e, get(d, "entries")) {
         buf_puts(out, "<h2>EWC ");
         text(out, get(e, "ewc"));
         buf_puts(out, "</h2>");
         facts(out, e, head);
-        h(out, "h3", "Sent off-site by receiver and operation");
-        table(out, get(e, "destinations"), dest);
-        h(out, "h3", "Consignments");
-        table(out, get(e, "consignments"), cons);
+        part(out, get(e, "destinations"), "Sent off-site by receiver and operation", dest);
+        part(out, get(e, "acceptance"), "Acceptance at the receiver (no value: no receipt)", acc);
+        part(out, get(e, "packaging"), "Packaging", pack);
+        part(out, get(e, "transport"), "Transport legs", legs);
     }
 }
 
-static void prtr(buf_t *out, const cJSON *d)
+static void prtr(buf_t *out, const cJSON *d, const cJSON *doc)
 {
     static const col_t side[] = {{"class", "Class"}, {"kg", "Transferred (kg)"},
         {"threshold_kg", "Threshold (kg)"}, {"reportable", "Reportable"},
@@ -391,7 +423,7 @@ static void metric_table(buf_t *out, const cJSON *metrics)
     cJSON_Delete(rows);
 }
 
-static void circularity(buf_t *out, const cJSON *d)
+static void circularity(buf_t *out, const cJSON *d, const cJSON *doc)
 {
     static const col_t links[] = {{"source", "From"}, {"target", "To"}, {"type", "Flow"},
                                   {"kg", "kg"}, {0, 0}};
@@ -408,7 +440,7 @@ static void circularity(buf_t *out, const cJSON *d)
     bars(out, months, "material_circularity", "Material circularity");
 }
 
-static void recovery(buf_t *out, const cJSON *d)
+static void recovery(buf_t *out, const cJSON *d, const cJSON *doc)
 {
     static const col_t tot[] = {{"received_kg", "Received (kg)"},
         {"recovered_kg", "Recovered R (kg)"}, {"disposed_kg", "Disposed D (kg)"},
@@ -442,7 +474,7 @@ static void recovery(buf_t *out, const cJSON *d)
 
 static const struct {
     const char *type, *title;
-    void (*fn)(buf_t *, const cJSON *);
+    void (*fn)(buf_t *, const cJSON *, const cJSON *);
 } kinds[] = {
     {"waste_register", "Waste register", waste_register},
     {"prtr_transfers", "E-PRTR off-site transfers of waste", prtr},
@@ -480,7 +512,7 @@ int render_html(const cJSON *doc, const char *sha_hex, buf_t *out)
     h(out, "h1", kinds[k].title);
     meta(out, doc);
     buf_puts(out, "</header><main>");
-    kinds[k].fn(out, get(doc, "data"));
+    kinds[k].fn(out, get(doc, "data"), doc);
     buf_puts(out, "</main><footer>SHA-256 of the canonical JSON (RFC 8785) of this report: ");
     esc(out, sha_hex);
     buf_puts(out, ". Check it against the ledger with <code>circa verify --report "

@@ -50,6 +50,17 @@ static void move_member(cJSON *to, cJSON *from, const char *name)
     cJSON_AddItemToObject(to, name, v ? v : cJSON_CreateNull());
 }
 
+/* A waste register names where its consignments are listed (they are not in the document). */
+static void add_listing_link(cJSON *doc, const report_meta_t *meta)
+{
+    cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "data"),
+                                                "consignments");
+    if (strcmp(meta->type, "waste_register") != 0 || !cJSON_IsObject(c)) return;
+    char link[96];
+    snprintf(link, sizeof link, "/v1/reports/%s/consignments", meta->id);
+    cJSON_AddStringToObject(c, "listing", link);
+}
+
 cJSON *report_build(const report_meta_t *meta, const char *data_json, buf_t *canon,
                     char sha_hex[65], char *err, size_t errlen)
 {
@@ -70,6 +81,7 @@ cJSON *report_build(const report_meta_t *meta, const char *data_json, buf_t *can
     move_member(doc, read, "block");
     move_member(doc, read, "data");
     cJSON_Delete(read);
+    add_listing_link(doc, meta);
     buf_reset(canon);
     if (jcs_serialize(doc, canon) != 0) {
         snprintf(err, errlen, "the report cannot be canonicalised");

@@ -231,6 +231,17 @@ static void drive_reports(void)
         snprintf(url, sizeof url, "/v1/reports/%s.%s", id, exts[i]);
         expect(200, "GET", "/v1/reports/{id}.{ext}", url, read_key, NULL, NULL);
     }
+    const char *L = "/v1/reports/{id}/consignments", *LX = "/v1/reports/{id}/consignments.{ext}";
+    snprintf(url, sizeof url, "/v1/reports/%s/consignments?limit=10", id);
+    expect(200, "GET", L, url, read_key, NULL, NULL);
+    snprintf(url, sizeof url, "/v1/reports/%s/consignments?limit=0", id);
+    expect(400, "GET", L, url, A, NULL, NULL);
+    snprintf(url, sizeof url, "/v1/reports/%s/consignments.csv", id);
+    expect(200, "GET", LX, url, A, NULL, NULL);
+    snprintf(url, sizeof url, "/v1/reports/%s/consignments.json?after=1", id);
+    expect(400, "GET", LX, url, A, NULL, NULL);   /* seq 1 is no consignment of it */
+    expect(404, "GET", L, "/v1/reports/0123456789abcdef0123456789abcdef/consignments", A, NULL,
+           NULL);
     expect(404, "GET", "/v1/reports/{id}", "/v1/reports/0123456789abcdef0123456789abcdef", A,
            NULL, NULL);
     expect(422, "POST", R, R, A, JSON, "{'type':'recovery_certificate','from':'2020-01-01'}");
