@@ -6,17 +6,24 @@
 #   BENCH_REPORT_RUNS     POSTs per report type (default 3)
 #   BENCH_REPORT_TYPES    report types (default: all four)
 #   BENCH_STRICT=1        exit 1 when the waste-register target (< 5 s) is missed
+#   BENCH_REPORT_SITE     also POST the waste register and prtr_transfers scoped to this site
+#   BENCH_REPORT_KEY      an existing, loaded cluster instead of a fresh one: the tenant's admin
+#                         key; CIRCA_DATA_DIR and CIRCA_PG_PORT name the (stopped) cluster, which
+#                         is started and stopped again; BENCH_REPORT_YEAR the year of its events
 # Prints one line per POST: scenario=report_<type> events=N run=K seconds=S status=201 bytes=B
 # (B: size of the stored canonical JSON), then the best and worst of each type.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CIRCA_DATA_DIR=var/bench-reports CIRCA_PG_PORT=54382
+KEY=${BENCH_REPORT_KEY:-}
+if [ -z "$KEY" ]; then export CIRCA_DATA_DIR=var/bench-reports CIRCA_PG_PORT=54382; fi
+export CIRCA_DATA_DIR CIRCA_PG_PORT
 EVENTS=${BENCH_REPORT_EVENTS:-10000000}
 RUNS=${BENCH_REPORT_RUNS:-3}
 TYPES=${BENCH_REPORT_TYPES:-waste_register prtr_transfers circularity_summary recovery_certificate}
-LISTEN=127.0.0.1:18382
+LISTEN=${BENCH_REPORT_LISTEN:-127.0.0.1:18382}
 URL=http://$LISTEN
-YEAR=$(( $(date -u +%Y) - 1 ))         # circa demo's default year: the last full one
+YEAR=${BENCH_REPORT_YEAR:-$(( $(date -u +%Y) - 1 ))}   # circa demo's default: the last full year
+SITE=${BENCH_REPORT_SITE:-}
 OUT=$CIRCA_DATA_DIR/results.txt
 LOG=$CIRCA_DATA_DIR/circad.log
 CIRCAD_PID=
@@ -54,10 +61,11 @@ demo() {
 }
 
 # The body of each report type over the demo year; the recovery certificate is the
-# collector's (PARKWASTE) deliveries to the recycler (GREENCYCLE).
+# collector's (PARKWASTE) deliveries to the recycler (GREENCYCLE); type@SITE: scoped to SITE.
 body() {
   local extra=
   [ "$1" = recovery_certificate ] && extra=',"generator":"PARKWASTE","recycler":"GREENCYCLE"'
+  case $1 in *@*) extra=",\"site\":\"${1#*@}\""; set -- "${1%@*}" ;; esac
   printf '{"type":"%s","from":"%d-01-01","to":"%d-01-01"%s}' "$1" "$YEAR" $((YEAR + 1)) "$extra"
 }
 
@@ -77,12 +85,26 @@ machine() {
 
 main() {
   local key line t k r secs status id bytes worst errors v
-  bench_fresh_database
-  bench_start_circad
-  key=$(bin/circa tenants create bench-reports) && [ -n "$key" ] || die "no key for the tenant"
-  say "loading $EVENTS demo events (circa demo, seed 1)"
-  line=$(demo "$key" "$EVENTS")
-  psql_ -c ANALYZE >/dev/null
+  if [ -n "$KEY" ]; then
+    scripts/pg.sh start >&2
+    DATABASE_URL=$(scripts/pg.sh url); export DATABASE_URL
+    bench_start_circad
+    key=$KEY
+    EVENTS=$(psql_ -c "SELECT count(*) FROM event WHERE tenant_id = (SELECT tenant_id FROM api_key WHERE key_id = split_part('$KEY', '_', 2))")
+    line="existing cluster $CIRCA_DATA_DIR"
+  else
+    bench_fresh_database
+    bench_start_circad
+    key=$(bin/circa tenants create bench-reports) && [ -n "$key" ] || die "no key for the tenant"
+    say "loading $EVENTS demo events (circa demo, seed 1)"
+    line=$(demo "$key" "$EVENTS")
+    psql_ -c ANALYZE >/dev/null
+  fi
+  if [ -n "$SITE" ]; then
+    for t in waste_register prtr_transfers; do
+      case " $TYPES " in *" $t "*) TYPES="$TYPES $t@$SITE" ;; esac
+    done
+  fi
   say "reports: $RUNS POSTs per type"
   {
     machine
@@ -98,7 +120,7 @@ main() {
     done
   } | tee "$OUT"
   errors=$(grep -c 'status=[^2]' "$OUT" || true)
-  worst=$(awk '/scenario=report_waste_register/ { for (i = 1; i <= NF; i++) if ($i ~ /^seconds=/) { s = substr($i, 9) + 0; if (s > w) w = s } } END { print w + 0 }' "$OUT")
+  worst=$(awk '/scenario=report_waste_register / { for (i = 1; i <= NF; i++) if ($i ~ /^seconds=/) { s = substr($i, 9) + 0; if (s > w) w = s } } END { print w + 0 }' "$OUT")
   {
     awk '/^scenario=/ { split($1, a, "="); for (i = 1; i <= NF; i++) if ($i ~ /^seconds=/) s = substr($i, 9) + 0;
            if (!(a[2] in lo) || s < lo[a[2]]) lo[a[2]] = s; if (s > hi[a[2]]) hi[a[2]] = s; n[a[2]]++ }
