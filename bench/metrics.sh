@@ -81,14 +81,22 @@ main() {
   local off norollup on big r key m f t cost rcost
   start_database
   bench_start_circad
+  # The comparison runs on a database that has seen a park before and has statistics, as a
+  # running one has: on an empty database the planner's estimates lag while the derived tables
+  # grow from nothing, and whichever run came first paid for it (a "cost" below zero).
+  say "warm-up: $COMPARE events into a tenant of their own, then ANALYZE"
+  demo "$(tenant bench-warm)" 5 "$COMPARE" >/dev/null
+  psql_ -c ANALYZE >/dev/null
   say "derive off: $COMPARE events (circa_derive_group a no-op in the bench database)"
   bench_derive_off
   off=$(demo "$(tenant bench-off)" 2 "$COMPARE")
   bench_derive_restore
+  psql_ -c ANALYZE >/dev/null
   say "roll-ups off: $COMPARE events (the other derived state kept)"
   bench_rollups_off
   norollup=$(demo "$(tenant bench-norollup)" 4 "$COMPARE")
   bench_derive_restore
+  psql_ -c ANALYZE >/dev/null
   say "derive on: $COMPARE events"
   on=$(demo "$(tenant bench-on)" 3 "$COMPARE")
   key=$(tenant bench-metrics)
@@ -108,11 +116,15 @@ main() {
     echo "roll-up cost on ingest: $rcost % ($(field events_per_s "$on") vs $(field events_per_s "$norollup") events/s with only the roll-ups off)"
     echo "cost of all derived state on ingest: $cost % ($(field events_per_s "$on") vs $(field events_per_s "$off") events/s with the derive step off)"
     echo "target /v1/metrics p99 < 50 ms: $(verdict "$(awk -v p="$(field p99_ms "$m")" 'BEGIN{print (p < 50)}')")"
-    echo "target roll-ups cost ingest < 20 %: $(verdict "$(awk -v c="$rcost" 'BEGIN{print (c < 20)}')")"
+    if awk -v c="$rcost" 'BEGIN { exit !(c < 0) }'; then
+      echo "target roll-ups cost ingest < 20 %: NO FIGURE (roll-ups off ran slower than on: the machine's load, not the roll-ups; run again)"
+    else
+      echo "target roll-ups cost ingest < 20 %: $(verdict "$(awk -v c="$rcost" 'BEGIN{print (c < 20)}')")"
+    fi
     echo "target trace of 10 deep < 100 ms (p99): $(verdict "$(awk -v p="$(field p99_ms "$t")" 'BEGIN{print (p < 100)}')")"
   } | tee "$OUT"
   say "results in $OUT"
-  if [ "${BENCH_STRICT:-0}" = 1 ] && grep -q MISSED "$OUT"; then die "a target was missed"; fi
+  if [ "${BENCH_STRICT:-0}" = 1 ] && grep -q "MISSED\|NO FIGURE" "$OUT"; then die "a target was missed"; fi
 }
 
 main "$@"
