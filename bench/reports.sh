@@ -32,7 +32,7 @@ DEMO_PID=
 . bench/lib.sh
 say() { printf 'bench-reports: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
-psql_() { scripts/pg.sh psql -qtAX -v ON_ERROR_STOP=1 "$@"; }
+psql_() { bench_psql "$@"; }
 
 cleanup() {
   local rc=$?
@@ -46,7 +46,6 @@ trap 'exit 130' INT TERM
 
 bench_need bin/circad bin/circa
 
-field() { local f; for f in $2; do [ "${f%%=*}" = "$1" ] && { echo "${f#*=}"; return; }; done; echo 0; }
 
 # `circa demo` in the background (so cleanup can stop it by pid); its summary line on stdout.
 demo() {
