@@ -2,6 +2,7 @@
 #include "regcheck.h"
 #include "buf.h"
 #include "codes.h"
+#include "event.h"
 #include "jcs.h"
 #include "report.h"
 #include "strmap.h"
@@ -132,20 +133,12 @@ static int type_of(const char *t)
     return T_OTHER;
 }
 
-/* "YYYY-MM-DDTHH:MM:SS[.f]Z" to microseconds (rounded as PostgreSQL stores them) and the
- * tenant-local day. -1 when it is not such a time. */
+/* A canonical time to UTC microseconds, read by the parser circad used for the stored
+ * event_time (so a fraction beyond microseconds is cut as it was there), and its tenant-local
+ * day. -1 when it is not such a time. */
 static int parse_time(const char *s, int64_t *usec, char day[11])
 {
-    struct tm tm = {0};
-    int used = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6)
-        return -1;
-    double frac = s[used] == '.' ? strtod(s + used, NULL) : 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    *usec = (int64_t)t * 1000000 + (int64_t)llround(frac * 1e6);
+    if (!s || event_parse_time(s, usec) != 0) return -1;
     time_t whole = (time_t)(*usec >= 0 ? *usec / 1000000 : (*usec - 999999) / 1000000);
     struct tm local;
     localtime_r(&whole, &local);
