@@ -48,6 +48,11 @@ max_connections = 200
 max_wal_size = 4GB
 checkpoint_timeout = 15min
 wal_buffers = 16MB
+# A new database's tables grow from nothing within seconds (make run's demo, the tests, the
+# benchmarks); until autovacuum first analyses them the planner plans for empty tables. The
+# default 60 s between autovacuum rounds left the demo's first minute on such plans
+# (docs/PERFORMANCE.md, Metrics, "142").
+autovacuum_naptime = 5s
 CONF
   fi
   if running; then echo "pg: already running on port $PORT ($d)"; return; fi
