@@ -62,10 +62,11 @@ bench_save_functions() {
 
 bench_noop_functions() {
   bench_psql -c "DO \$\$ DECLARE f record; BEGIN
-                   FOR f IN SELECT p.oid::regproc AS name, pg_get_function_arguments(p.oid) AS args
+                   FOR f IN SELECT p.oid::regproc AS name, pg_get_function_arguments(p.oid) AS args,
+                                   pg_get_function_result(p.oid) AS result
                               FROM pg_proc p WHERE p.proname IN ($1) LOOP
-                     EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS void LANGUAGE sql AS %L',
-                                    f.name, f.args, 'SELECT NULL::void');
+                     EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS %s LANGUAGE sql AS %L',
+                                    f.name, f.args, f.result, format('SELECT NULL::%s', f.result));
                    END LOOP;
                  END \$\$" >/dev/null
 }
@@ -83,7 +84,8 @@ bench_derive_off() {
 # interim operations, corrections) is still kept, so the difference to a full run is what the
 # roll-ups cost.
 BENCH_ROLLUPS="'circa_rollup_add', 'circa_item_day_add', 'circa_loss_add', 'circa_item_fate_add',
-               'circa_rollup_month_apply', 'circa_item_month_apply'"
+               'circa_rollup_month_apply', 'circa_item_month_apply', 'circa_item_day_rows',
+               'circa_item_day_apply'"
 bench_rollups_off() {
   local t
   bench_save_functions "$BENCH_ROLLUPS"

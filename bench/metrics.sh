@@ -5,6 +5,9 @@
 #   BENCH_METRICS_REQUESTS requests per read endpoint (default 200)
 #   BENCH_METRICS_CONNS    keep-alive connections for the reads (default 4)
 #   BENCH_METRICS_WARMUP   unmeasured requests per connection before each read scenario (default 2)
+#   BENCH_METRICS_ROUNDS   rounds of the roll-up comparison, roll-ups off and on alternating (default 3)
+#   BENCH_METRICS_ORDER    order of circa demo's events: time (default, as a park reports them) or
+#                          unit (each lot's and item's events together: every request spans the year)
 #   BENCH_STRICT=1         exit 1 when a target is missed, not only on errors
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +18,8 @@ COMPARE=${BENCH_METRICS_COMPARE:-200000}
 REQUESTS=${BENCH_METRICS_REQUESTS:-200}
 CONNS=${BENCH_METRICS_CONNS:-4}
 WARMUP=${BENCH_METRICS_WARMUP:-2}
+ORDER=${BENCH_METRICS_ORDER:-time}
+ROUNDS=${BENCH_METRICS_ROUNDS:-3}
 LISTEN=127.0.0.1:18361
 URL=http://$LISTEN
 YEAR=$(( $(date -u +%Y) - 1 ))         # circa demo's default year: the last full one
@@ -51,7 +56,8 @@ tenant() { local k; k=$(bin/circa tenants create "$1") && [ -n "$k" ] || die "no
 demo() {
   local key=$1 seed=$2 n=$3 line
   scripts/pg.sh psql -q -c CHECKPOINT >/dev/null
-  line=$(bin/circa demo --url "$URL" --key "$key" --seed "$seed" --events "$n" | grep '^demo seed=') \
+  line=$(bin/circa demo --url "$URL" --key "$key" --seed "$seed" --events "$n" --order "$ORDER" \
+           | grep '^demo seed=') \
     || die "circa demo failed (seed $seed, $n events)"
   [ "$(field rejected "$line")" = 0 ] || die "circa demo rejected events: $line"
   echo "$line"
@@ -63,11 +69,43 @@ pct_slower() {
     'BEGIN { printf "%.1f", (a > 0 ? 100 * (a - b) / a : 0) }'
 }
 
+# events/s over several demo lines: all their events (and replacements) over all their seconds.
+pooled() {
+  local line n=0 secs=0
+  for line in "$@"; do
+    n=$((n + $(field events "$line") + $(field replacements "$line")))
+    secs=$(awk -v a="$secs" -v b="$(field seconds "$line")" 'BEGIN { print a + b }')
+  done
+  awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'
+}
+
+# The roll-up comparison: rounds of roll-ups off and on (same seed, new tenants), alternating
+# which goes first, as the database grows from run to run; ANALYZE after each run. Prints one
+# line per run ("off <demo line>" / "on <demo line>").
+rollup_rounds() {
+  local i
+  for i in $(seq "$ROUNDS"); do
+    say "round $i of $ROUNDS: roll-ups off and on, $COMPARE events each"
+    if [ $((i % 2)) = 1 ]; then rollups_off_run "$i"; rollups_on_run "$i"
+    else rollups_on_run "$i"; rollups_off_run "$i"; fi
+  done
+}
+rollups_off_run() {
+  bench_rollups_off
+  echo "off $(demo "$(tenant "bench-norollup-$1")" 3 "$COMPARE")"
+  bench_derive_restore
+  psql_ -c ANALYZE >/dev/null
+}
+rollups_on_run() {
+  echo "on $(demo "$(tenant "bench-on-$1")" 3 "$COMPARE")"
+  psql_ -c ANALYZE >/dev/null
+}
+
 verdict() { if awk -v ok="$1" 'BEGIN { exit !ok }'; then echo met; else echo MISSED; fi; }
 
 machine() {
   echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo) RAM; PostgreSQL $(psql_ -c 'SHOW server_version' | cut -d' ' -f1)"
-  echo "run: $(date -u +%Y-%m-%dT%H:%M:%SZ), $EVENTS events (year $YEAR), derive on/off on $COMPARE each, $REQUESTS requests per read on $CONNS connections"
+  echo "run: $(date -u +%Y-%m-%dT%H:%M:%SZ), $EVENTS events (year $YEAR), derive on/off on $COMPARE each, events in $ORDER order, $REQUESTS requests per read on $CONNS connections"
 }
 
 reads() {
@@ -78,7 +116,8 @@ reads() {
 }
 
 main() {
-  local off norollup on big r key m f t cost rcost
+  local off on big r key m f t cost rcost runs roff ron l
+  local -a offs ons
   start_database
   bench_start_circad
   # The comparison runs on a database that has seen a park before and has statistics, as a
@@ -92,13 +131,10 @@ main() {
   off=$(demo "$(tenant bench-off)" 2 "$COMPARE")
   bench_derive_restore
   psql_ -c ANALYZE >/dev/null
-  say "roll-ups off: $COMPARE events (the other derived state kept)"
-  bench_rollups_off
-  norollup=$(demo "$(tenant bench-norollup)" 4 "$COMPARE")
-  bench_derive_restore
-  psql_ -c ANALYZE >/dev/null
-  say "derive on: $COMPARE events"
-  on=$(demo "$(tenant bench-on)" 3 "$COMPARE")
+  runs=$(rollup_rounds)
+  mapfile -t offs < <(echo "$runs" | sed -n 's/^off //p')
+  mapfile -t ons < <(echo "$runs" | sed -n 's/^on //p')
+  on=${ons[0]}
   key=$(tenant bench-metrics)
   say "big run: $EVENTS events with roll-ups maintained"
   big=$(demo "$key" 1 "$EVENTS")
@@ -107,13 +143,16 @@ main() {
   r=$(reads "$key") || die "read requests failed: $r"
   m=$(echo "$r" | grep scenario=metrics); f=$(echo "$r" | grep scenario=flows); t=$(echo "$r" | grep scenario=trace10)
   cost=$(pct_slower "$off" "$on")
-  rcost=$(pct_slower "$norollup" "$on")
+  roff=$(pooled "${offs[@]}"); ron=$(pooled "${ons[@]}")
+  rcost=$(awk -v a="$roff" -v b="$ron" 'BEGIN { printf "%.1f", (a > 0 ? 100 * (a - b) / a : 0) }')
   {
     machine; echo
-    echo "ingest derive=off $off"; echo "ingest rollups=off $norollup"
-    echo "ingest derive=on  $on"; echo "ingest big       $big"
+    echo "ingest derive=off $off"
+    for l in "${offs[@]}"; do echo "ingest rollups=off $l"; done
+    for l in "${ons[@]}"; do echo "ingest derive=on  $l"; done
+    echo "ingest big       $big"
     echo "$m"; echo "$f"; echo "$t"; echo
-    echo "roll-up cost on ingest: $rcost % ($(field events_per_s "$on") vs $(field events_per_s "$norollup") events/s with only the roll-ups off)"
+    echo "roll-up cost on ingest: $rcost % ($ron vs $roff events/s with only the roll-ups off; $ROUNDS rounds of $COMPARE events each way, pooled; per round: $(for i in "${!ons[@]}"; do printf '%s ' "$(pct_slower "${offs[$i]}" "${ons[$i]}")"; done)%)"
     echo "cost of all derived state on ingest: $cost % ($(field events_per_s "$on") vs $(field events_per_s "$off") events/s with the derive step off)"
     echo "target /v1/metrics p99 < 50 ms: $(verdict "$(awk -v p="$(field p99_ms "$m")" 'BEGIN{print (p < 50)}')")"
     if awk -v c="$rcost" 'BEGIN { exit !(c < 0) }'; then

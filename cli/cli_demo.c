@@ -1,10 +1,19 @@
 /* cli_demo — `circa demo`: a seeded, realistic industrial park (master data and a year of
- * material flows) sent to circad over HTTP in 1,000-event batches; re-running adds nothing. */
+ * material flows) sent to circad over HTTP in 1,000-event batches; re-running adds nothing.
+ *
+ * The generator works unit by unit (a waste lot from factory to treatment, a production run,
+ * a crate's lives), each unit starting anywhere in the year. A park's systems report events
+ * as they happen, so by default the events are sent in time order: the year is cut into
+ * windows of time, the generator runs once per window keeping only that window's events (it
+ * is cheap when it only draws numbers), and each window is sorted before it is sent. The
+ * memory is one window's events. --order unit sends them as generated, unit after unit: a
+ * batch then spans the whole year (the worst case for roll-ups, see docs/PERFORMANCE.md). */
 #include "cli_demo.h"
 #include "cli_daemon.h"
 
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +31,7 @@
 #define BATCH 1000
 #define ID_MAX 96
 #define DAY 86400.0
+#define WINDOW_EVENTS 100000   /* events of one time window on average: bounds the memory */
 
 /* Where a waste stream goes after the collector's yard. */
 enum { TO_RECYCLER, TO_MIXED, TO_HAZARDOUS };
@@ -91,13 +101,27 @@ static const char *const products[] = {
     "'bom':[{'material':'@STEEL','mass_kg':1.2,'recycled_fraction':0.6,'reused_fraction':0,'renewable_fraction':0}]}",
     NULL};
 
+/* An event of the window being generated: its time, its number and its line in wbuf. */
+typedef struct {
+    double t;
+    long n;
+    size_t off, len;
+} pending_t;
+
 typedef struct {
     char url[512], key[512], pfx[40];
     uint64_t seed, rng;
     long want;                   /* --events */
     int year;
     double t0, limit;            /* times are in [t0, limit): the year, never the future */
-    long n, unit;                /* events emitted, units generated */
+    long n, unit;                /* events generated (this pass), units generated */
+    int by_unit;                 /* --order unit: send events as generated */
+    int skip;                    /* the current event lies outside the window */
+    double ev_t;                 /* the current event's time */
+    double wlo, whi;             /* the window: event times in [wlo, whi) */
+    buf_t wbuf;                  /* the window's events, one line each */
+    pending_t *pend;             /* the window's events, sorted by time before sending */
+    size_t npend, cappend;
     long replacements;           /* replacement events inside corrections */
     buf_t ev, batch;
     size_t off[BATCH + 1];       /* the batch's lines: off[i] … off[i+1] */
@@ -111,7 +135,7 @@ typedef struct {
 
 static const char usage_text[] =
     "usage: circa demo [--url URL] [--key KEY] [--seed S] [--events N] [--year Y]\n"
-    "                  [--tenant-prefix P]\n"
+    "                  [--tenant-prefix P] [--order time|unit]\n"
     "Sends a generated industrial park to circad: its master data (parties, sites,\n"
     "materials, products), then N events (default 20000) over one year in 1,000-event\n"
     "requests: factories' waste streams, a collector, a recycler's sorting and\n"
@@ -122,6 +146,9 @@ static const char usage_text[] =
     "                     (the current year is allowed: events stop before now)\n"
     "  --tenant-prefix P  prefix every code, lot, item and id with P- so several parks\n"
     "                     can share a tenant\n"
+    "  --order O          time (default): events are sent in time order, as a park's\n"
+    "                     systems report them; unit: each lot's, run's and item's events\n"
+    "                     together, as generated, so a request spans the whole year\n"
     "  --url, --key       default CIRCA_URL (else http://CIRCA_LISTEN) and CIRCA_KEY\n"
     "                     (else $CIRCA_DATA_DIR/admin.key)\n"
     "Exit: 0 nothing rejected; 1 events rejected or circad unreachable; 2 bad invocation.\n";
@@ -368,48 +395,79 @@ static int flush(demo_t *d)
 static void ev_begin(demo_t *d, const char *type, double t, const char *site, char id[ID_MAX])
 {
     char tm[32], own[ID_MAX];
-    fmt_time(t, tm);
+    d->ev_t = t;
+    d->skip = !d->by_unit && (t < d->wlo || t >= d->whi);
+    if (d->skip && !id) return;   /* outside the window: only the numbers are drawn */
     snprintf(own, sizeof own, "%sdemo-%llu-%ld", d->pfx, (unsigned long long)d->seed, d->n + 1);
     if (id) snprintf(id, ID_MAX, "%s", own);
+    if (d->skip) return;
+    fmt_time(t, tm);
     buf_reset(&d->ev);
     buf_printf(&d->ev, "{\"id\":\"%s\",\"type\":\"%s\",\"time\":\"%s\"", own, type, tm);
     if (site) buf_printf(&d->ev, ",\"site\":\"%s%s\"", d->pfx, site);
 }
 
+/* Appends to the current event unless it lies outside the window. */
+static void evf(demo_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void evf(demo_t *d, const char *fmt, ...)
+{
+    if (d->skip) return;
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&d->ev, fmt, ap);
+    va_end(ap);
+}
+
 /* ,"key":"<prefix>code" */
 static void code(demo_t *d, const char *key, const char *c)
 {
-    buf_printf(&d->ev, ",\"%s\":\"%s%s\"", key, d->pfx, c);
+    evf(d, ",\"%s\":\"%s%s\"", key, d->pfx, c);
 }
 
 static void str(demo_t *d, const char *key, const char *s)
 {
-    buf_printf(&d->ev, ",\"%s\":\"%s\"", key, s);
+    evf(d, ",\"%s\":\"%s\"", key, s);
 }
 
 static void qty(demo_t *d, const char *key, double kg)
 {
-    buf_printf(&d->ev, ",\"%s\":{\"value\":%.1f,\"unit\":\"kg\"}", key, kg);
+    evf(d, ",\"%s\":{\"value\":%.1f,\"unit\":\"kg\"}", key, kg);
 }
 
 static void value(demo_t *d, double amount)
 {
-    buf_printf(&d->ev, ",\"value\":{\"amount\":%.2f,\"currency\":\"EUR\"}", amount);
+    evf(d, ",\"value\":{\"amount\":%.2f,\"currency\":\"EUR\"}", amount);
 }
 
-/* Closes the event and adds it to the batch; events past --events are not sent, so a run
- * of N events is the first N of a longer run with the same seed. */
+/* Adds one event line to the batch, sending the batch when it is full. */
+static void batch_add(demo_t *d, const char *line, size_t len)
+{
+    d->off[d->nb] = d->batch.len;
+    buf_append(&d->batch, line, len);
+    snprintf(d->ids[d->nb], ID_MAX, "%.*s", (int)strcspn(line + 7, "\""), line + 7);
+    d->nb++;
+    d->off[d->nb] = d->batch.len;
+    if (d->nb == BATCH && flush(d) != 0) d->failed = 1;
+}
+
+/* Closes the event: to the batch (--order unit) or to the window. Events past --events are
+ * not sent, so a run of N events is the first N of a longer run with the same seed. */
 static void ev_end(demo_t *d)
 {
     if (d->n >= d->want) return;
-    buf_puts(&d->ev, "}\n");
-    d->off[d->nb] = d->batch.len;
-    buf_append(&d->batch, d->ev.data, d->ev.len);
-    snprintf(d->ids[d->nb], ID_MAX, "%.*s", (int)strcspn(d->ev.data + 7, "\""), d->ev.data + 7);
-    d->nb++;
-    d->off[d->nb] = d->batch.len;
     d->n++;
-    if (d->nb == BATCH && flush(d) != 0) d->failed = 1;
+    if (d->skip) return;
+    buf_puts(&d->ev, "}\n");
+    if (d->by_unit) {
+        batch_add(d, d->ev.data, d->ev.len);
+        return;
+    }
+    if (d->npend == d->cappend) {
+        d->cappend = d->cappend ? 2 * d->cappend : 4096;
+        d->pend = xrealloc(d->pend, d->cappend * sizeof *d->pend);
+    }
+    d->pend[d->npend++] = (pending_t){d->ev_t, d->n, d->wbuf.len, d->ev.len};
+    buf_append(&d->wbuf, d->ev.data, d->ev.len);
 }
 
 /* The fields every event of a waste lot carries. */
@@ -417,7 +475,7 @@ static void waste(demo_t *d, const stream_t *s, const char *lot, double kg)
 {
     code(d, "material", s->material);
     str(d, "ewc", s->ewc);
-    if (s->hp) buf_printf(&d->ev, ",\"hp\":%s", s->hp);
+    if (s->hp) evf(d, ",\"hp\":%s", s->hp);
     code(d, "lot", lot);
     qty(d, "quantity", kg);
 }
@@ -430,14 +488,14 @@ static void correct(demo_t *d, const char *wrong, double t, const stream_t *s, c
     snprintf(rid, sizeof rid, "%s-r", wrong);
     fmt_time(t, tm);
     ev_begin(d, "corrected", later(d, t, 3600), NULL, NULL);
-    buf_printf(&d->ev, ",\"corrects\":\"%s\",\"replacement\":{\"id\":\"%s\","
+    evf(d, ",\"corrects\":\"%s\",\"replacement\":{\"id\":\"%s\","
                "\"type\":\"waste_generated\",\"time\":\"%s\"", wrong, rid, tm);
     code(d, "site", s->site);
     waste(d, s, lot, kg);
-    buf_puts(&d->ev, "}");
+    evf(d, "}");
     long before = d->n;
     ev_end(d);
-    d->replacements += d->n > before;
+    d->replacements += d->n > before && !d->skip;
 }
 
 /* The recycler's part: R13 storage at the sorting line, sorting, a transformation of the lot
@@ -455,9 +513,9 @@ static void recycle(demo_t *d, const stream_t *s, const char *lot, double kg, do
     double out = kg * range(d, 0.85, 0.94), res = kg * range(d, 0.02, 0.04);
     double loss = kg - out - res + kg * range(d, -0.005, 0.005);
     ev_begin(d, "transformed", t = later(d, t, range(d, 0.2, 2) * DAY), "GC-REC", NULL);
-    buf_printf(&d->ev, ",\"inputs\":[{\"lot\":\"%s%s\",\"material\":\"%s%s\","
+    evf(d, ",\"inputs\":[{\"lot\":\"%s%s\",\"material\":\"%s%s\","
                "\"quantity\":{\"value\":%.1f,\"unit\":\"kg\"}}]", d->pfx, lot, d->pfx, s->material, kg);
-    buf_printf(&d->ev, ",\"outputs\":[{\"lot\":\"%s%s\",\"material\":\"%s%s\",\"quantity\":"
+    evf(d, ",\"outputs\":[{\"lot\":\"%s%s\",\"material\":\"%s%s\",\"quantity\":"
                "{\"value\":%.1f,\"unit\":\"kg\"},\"fate\":\"secondary_material\"},{\"lot\":\"%s%s\","
                "\"material\":\"%sMIXED\",\"quantity\":{\"value\":%.1f,\"unit\":\"kg\"},\"fate\":\"residue\"}]",
                d->pfx, flakes, d->pfx, s->material, out, d->pfx, residue, d->pfx, res);
@@ -470,17 +528,17 @@ static void recycle(demo_t *d, const stream_t *s, const char *lot, double kg, do
     ev_end(d);
     ev_begin(d, "shipped", t = later(d, t, range(d, 1, 7) * DAY), "GC-REC", NULL);
     code(d, "to_site", "LF-1");
-    buf_printf(&d->ev, ",\"material\":\"%sMIXED\",\"ewc\":\"191212\",\"lot\":\"%s%s\"", d->pfx, d->pfx, residue);
+    evf(d, ",\"material\":\"%sMIXED\",\"ewc\":\"191212\",\"lot\":\"%s%s\"", d->pfx, d->pfx, residue);
     qty(d, "quantity", res);
     ev_end(d);
     ev_begin(d, "received", t = later(d, t, 3 * 3600), "LF-1", NULL);
     code(d, "from_site", "GC-REC");
-    buf_printf(&d->ev, ",\"material\":\"%sMIXED\",\"ewc\":\"191212\",\"lot\":\"%s%s\"", d->pfx, d->pfx, residue);
+    evf(d, ",\"material\":\"%sMIXED\",\"ewc\":\"191212\",\"lot\":\"%s%s\"", d->pfx, d->pfx, residue);
     qty(d, "quantity", res);
     ev_end(d);
     ev_begin(d, "disposed", later(d, t, DAY), "LF-1", NULL);
     str(d, "operation", "D1");
-    buf_printf(&d->ev, ",\"material\":\"%sMIXED\",\"ewc\":\"191212\",\"lot\":\"%s%s\"", d->pfx, d->pfx, residue);
+    evf(d, ",\"material\":\"%sMIXED\",\"ewc\":\"191212\",\"lot\":\"%s%s\"", d->pfx, d->pfx, residue);
     qty(d, "quantity", res);
     ev_end(d);
 }
@@ -517,7 +575,7 @@ static void waste_stream(demo_t *d)
     code(d, "from_site", s->site);
     str(d, "planned_operation", planned);
     waste(d, s, lot, kg);
-    if (s->route == TO_HAZARDOUS) buf_printf(&d->ev, ",\"document\":\"CN-%llu-%ld\"",
+    if (s->route == TO_HAZARDOUS) evf(d, ",\"document\":\"CN-%llu-%ld\"",
                                              (unsigned long long)d->seed, d->unit);
     ev_end(d);
     ev_begin(d, "shipped", t = later(d, t, range(d, 0.5, 5) * DAY), "PW-YARD", NULL);
@@ -548,7 +606,7 @@ static void production(demo_t *d)
     ev_end(d);
     ev_begin(d, "produced", later(d, t, 8 * 3600), runs[k].site, NULL);
     code(d, "product", runs[k].product);
-    buf_printf(&d->ev, ",\"lot\":\"%sP-%llu-%ld\"", d->pfx, (unsigned long long)d->seed, d->unit);
+    evf(d, ",\"lot\":\"%sP-%llu-%ld\"", d->pfx, (unsigned long long)d->seed, d->unit);
     qty(d, "quantity", made);
     ev_end(d);
 }
@@ -597,7 +655,7 @@ static void deep_chain(demo_t *d)
     char tm[32];
     double kg = 5000, t = d->t0 + (d->limit - d->t0) * 0.05;
     ev_begin(d, "waste_generated", t, "ACME-1", NULL);
-    buf_printf(&d->ev, ",\"material\":\"%sPET\",\"ewc\":\"150102\",\"lot\":\"%sCH-%llu-0\"", d->pfx,
+    evf(d, ",\"material\":\"%sPET\",\"ewc\":\"150102\",\"lot\":\"%sCH-%llu-0\"", d->pfx,
                d->pfx, (unsigned long long)d->seed);
     qty(d, "quantity", kg);
     ev_end(d);
@@ -605,12 +663,12 @@ static void deep_chain(demo_t *d)
         double virgin = kg * 0.05, out = (kg + virgin) * 0.98;
         fmt_time(t, tm);
         ev_begin(d, "transformed", t = later(d, t, 2 * DAY), "GC-REC", NULL);
-        buf_printf(&d->ev, ",\"inputs\":[{\"lot\":\"%sCH-%llu-%d\",\"material\":\"%sPET\","
+        evf(d, ",\"inputs\":[{\"lot\":\"%sCH-%llu-%d\",\"material\":\"%sPET\","
                    "\"quantity\":{\"value\":%.1f,\"unit\":\"kg\"}},{\"lot\":\"%sVP-%llu-%d\","
                    "\"material\":\"%sPET\",\"quantity\":{\"value\":%.1f,\"unit\":\"kg\"}}]",
                    d->pfx, (unsigned long long)d->seed, i, d->pfx, kg, d->pfx,
                    (unsigned long long)d->seed, i, d->pfx, virgin);
-        buf_printf(&d->ev, ",\"outputs\":[{\"lot\":\"%sCH-%llu-%d\",\"material\":\"%sPET\","
+        evf(d, ",\"outputs\":[{\"lot\":\"%sCH-%llu-%d\",\"material\":\"%sPET\","
                    "\"quantity\":{\"value\":%.1f,\"unit\":\"kg\"},\"fate\":\"secondary_material\"}]",
                    d->pfx, (unsigned long long)d->seed, i + 1, d->pfx, out);
         qty(d, "loss", kg + virgin - out);
@@ -619,8 +677,11 @@ static void deep_chain(demo_t *d)
     }
 }
 
-static void generate(demo_t *d)
+/* One run of the generator from the seed; its events go to the batch or to the window. */
+static void generate_units(demo_t *d)
 {
+    d->rng = d->seed;
+    d->n = d->unit = 0;
     deep_chain(d);
     while (d->n < d->want && !d->failed) {
         d->unit++;
@@ -628,6 +689,36 @@ static void generate(demo_t *d)
         if (r < 0.72) waste_stream(d);
         else if (r < 0.85) production(d);
         else item_lives(d);
+    }
+}
+
+static int pending_cmp(const void *a, const void *b)
+{
+    const pending_t *x = a, *y = b;
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    return (x->n > y->n) - (x->n < y->n);   /* same time: in the order generated (causes first) */
+}
+
+/* Sends the window's events in time order and empties the window. */
+static void send_window(demo_t *d)
+{
+    qsort(d->pend, d->npend, sizeof *d->pend, pending_cmp);
+    for (size_t i = 0; i < d->npend && !d->failed; i++)
+        batch_add(d, d->wbuf.data + d->pend[i].off, d->pend[i].len);
+    d->npend = 0;
+    buf_reset(&d->wbuf);
+}
+
+static void generate(demo_t *d)
+{
+    if (d->by_unit) generate_units(d);
+    long windows = (d->want + WINDOW_EVENTS - 1) / WINDOW_EVENTS;
+    for (long w = 0; !d->by_unit && w < windows && !d->failed; w++) {
+        double span = (d->limit - d->t0) / (double)windows;
+        d->wlo = w == 0 ? -INFINITY : d->t0 + span * (double)w;
+        d->whi = w == windows - 1 ? INFINITY : d->t0 + span * (double)(w + 1);
+        generate_units(d);
+        send_window(d);
     }
     if (!d->failed && flush(d) != 0) d->failed = 1;
 }
@@ -665,6 +756,7 @@ static int parse_args(demo_t *d, int argc, char **argv)
         {"url", required_argument, NULL, 'u'}, {"key", required_argument, NULL, 'k'},
         {"seed", required_argument, NULL, 's'}, {"events", required_argument, NULL, 'n'},
         {"year", required_argument, NULL, 'y'}, {"tenant-prefix", required_argument, NULL, 'p'},
+        {"order", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     long v;
     int c;
@@ -679,6 +771,8 @@ static int parse_args(demo_t *d, int argc, char **argv)
         else if (c == 's' && parse_long(optarg, 0, LONG_MAX, &v) == 0) d->seed = (uint64_t)v;
         else if (c == 'n' && parse_long(optarg, 1, 1000000000L, &v) == 0) d->want = v;
         else if (c == 'y' && parse_long(optarg, 1970, 9999, &v) == 0) d->year = (int)v;
+        else if (c == 'o' && (strcmp(optarg, "time") == 0 || strcmp(optarg, "unit") == 0))
+            d->by_unit = optarg[0] == 'u';
         else if (c == 'p' && strlen(optarg) < 30 && strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                      "abcdefghijklmnopqrstuvwxyz0123456789_.") == strlen(optarg) && *optarg)
             snprintf(d->pfx, sizeof d->pfx, "%s-", optarg);
@@ -733,7 +827,6 @@ int cli_demo_main(int argc, char **argv)
         fputs("circa demo: cannot initialise libcurl\n", stderr);
         return CLI_EXIT_FAIL;
     }
-    d.rng = d.seed;
     double t = now_s();
     if (master_data(&d) == 0) {
         t = now_s();   /* the rate is of events only */
@@ -743,6 +836,8 @@ int cli_demo_main(int argc, char **argv)
     http_close(&d);
     buf_free(&d.ev);
     buf_free(&d.batch);
+    buf_free(&d.wbuf);
+    free(d.pend);
     if (!d.failed || d.n) summary(&d, secs);
     return d.failed || d.rejected ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

@@ -1,6 +1,7 @@
 /* buf — a growable byte buffer, the one string builder every module uses. */
 #ifndef CIRCA_BUF_H
 #define CIRCA_BUF_H
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,7 @@ void buf_append(buf_t *b, const void *p, size_t n);
 void buf_puts(buf_t *b, const char *s);
 void buf_putc(buf_t *b, char c);
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Appends s (n bytes of UTF-8) as a quoted JSON string, escaping as RFC 8785 does. */
 void buf_json_str(buf_t *b, const char *s, size_t n);
 void buf_put_be16(buf_t *b, uint16_t v);

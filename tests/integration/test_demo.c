@@ -140,6 +140,38 @@ static void another_seed_gives_other_ids(void **state)
                             &b) >= 500);
 }
 
+/* Events of the ledger, in ledger order, whose time is before the previous one's; correction
+ * replacements (ids ending in -r) keep the corrected event's time and are left out. */
+static long steps_back(const th_tenant_t *t)
+{
+    return tenant_long("SELECT count(*) FROM (SELECT event_time < lag(event_time) OVER (ORDER BY seq)"
+                       " AS back FROM event WHERE tenant_id = $1 AND id NOT LIKE '%-r') x WHERE back", t);
+}
+
+/* By default a park's events arrive as its systems would report them: in time order; --order
+ * unit sends each lot's and item's events together, the same events with the same ids. */
+static void events_arrive_in_time_order(void **state)
+{
+    (void)state;
+    th_tenant_t a, b;
+    th_tenant_create(&a, "demotime");
+    th_tenant_create(&b, "demounit");
+    char out[4096];
+    assert_int_equal(demo(&a, "9", "2500", out, sizeof out), 0);
+    assert_int_equal(th_cli(out, sizeof out, "demo", "--url", daemon_.base, "--key", b.admin_key,
+                            "--seed", "9", "--events", "2500", "--order", "unit", NULL), 0);
+    assert_int_equal(steps_back(&a), 0);
+    assert_true(steps_back(&b) > 100);
+    const char *p[] = {a.id, b.id};
+    assert_int_equal(th_db_long("SELECT count(*) FROM (SELECT id, type, event_time, site, lot, item,"
+                                " quantity_kg FROM event WHERE tenant_id = $1 EXCEPT SELECT id, type,"
+                                " event_time, site, lot, item, quantity_kg FROM event"
+                                " WHERE tenant_id = $2) x", 2, p), 0);
+    assert_int_equal(tenant_long("SELECT count(*) FROM event WHERE tenant_id = $1", &a),
+                     tenant_long("SELECT count(*) FROM event WHERE tenant_id = $1", &b));
+    assert_int_equal(th_cli(out, sizeof out, "demo", "--order", "random", NULL), 2);
+}
+
 /* The derive step plans for an average tenant, not for the one at hand (schema/142): a custom
  * plan for a tenant the statistics do not know walks all its rows for each key lookup. The
  * effect is measured by bench/metrics.sh (docs/PERFORMANCE.md, Metrics, "142"); this guards the
@@ -173,6 +205,7 @@ int main(void)
         cmocka_unit_test(demo_stores_exactly_once_and_verifies),
         cmocka_unit_test(demo_derives_a_park_with_non_trivial_metrics),
         cmocka_unit_test(another_seed_gives_other_ids),
+        cmocka_unit_test(events_arrive_in_time_order),
         cmocka_unit_test(derive_step_plans_for_an_average_tenant),
         cmocka_unit_test(bad_invocations_are_usage_errors),
     };
