@@ -5,7 +5,7 @@
 #   BENCH_METRICS_REQUESTS requests per read endpoint (default 200)
 #   BENCH_METRICS_CONNS    keep-alive connections for the reads (default 4)
 #   BENCH_METRICS_WARMUP   unmeasured requests per connection before each read scenario (default 2)
-#   BENCH_METRICS_ROUNDS   rounds of the roll-up comparison, roll-ups off and on alternating (default 3)
+#   BENCH_METRICS_ROUNDS   rounds of the roll-up comparison, roll-ups off and on in ABBA order (default 4)
 #   BENCH_METRICS_ORDER    order of circa demo's events: time (default, as a park reports them) or
 #                          unit (each lot's and item's events together: every request spans the year)
 #   BENCH_STRICT=1         exit 1 when a target is missed, not only on errors
@@ -19,7 +19,7 @@ REQUESTS=${BENCH_METRICS_REQUESTS:-200}
 CONNS=${BENCH_METRICS_CONNS:-4}
 WARMUP=${BENCH_METRICS_WARMUP:-2}
 ORDER=${BENCH_METRICS_ORDER:-time}
-ROUNDS=${BENCH_METRICS_ROUNDS:-3}
+ROUNDS=${BENCH_METRICS_ROUNDS:-4}
 LISTEN=127.0.0.1:18361
 URL=http://$LISTEN
 YEAR=$(( $(date -u +%Y) - 1 ))         # circa demo's default year: the last full one
@@ -52,15 +52,30 @@ start_database() {
 
 tenant() { local k; k=$(bin/circa tenants create "$1") && [ -n "$k" ] || die "no key for tenant $1"; echo "$k"; }
 
-# `circa demo` for a tenant; its machine-readable summary line on stdout.
+# CPU time so far, in clock ticks, of circad and the whole cluster: the postmaster's own and
+# its reaped children's (autovacuum workers come and go), and each live child's. Wall time on
+# this shared 2-CPU machine varies by tens of percent from run to run; CPU time much less.
+cpu_ticks() {
+  local pm p t
+  pm=$(head -1 "$(scripts/pg.sh url | sed 's/.*host=\([^&]*\).*/\1/')/data/postmaster.pid")
+  t=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat")
+  for p in $(pgrep -P "$pm") "$CIRCAD_PID"; do
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+
+# `circa demo` for a tenant; its machine-readable summary line on stdout, with the CPU time
+# circad and PostgreSQL spent on it (cpu_ms, after the checkpoint that precedes it).
 demo() {
-  local key=$1 seed=$2 n=$3 line
+  local key=$1 seed=$2 n=$3 line t0
   scripts/pg.sh psql -q -c CHECKPOINT >/dev/null
+  t0=$(cpu_ticks)
   line=$(bin/circa demo --url "$URL" --key "$key" --seed "$seed" --events "$n" --order "$ORDER" \
            | grep '^demo seed=') \
     || die "circa demo failed (seed $seed, $n events)"
   [ "$(field rejected "$line")" = 0 ] || die "circa demo rejected events: $line"
-  echo "$line"
+  echo "$line cpu_ms=$(( ($(cpu_ticks) - t0) * 1000 / $(getconf CLK_TCK) ))"
 }
 
 # How much slower the second demo line's events/s is than the first's, in percent.
@@ -79,26 +94,40 @@ pooled() {
   awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'
 }
 
-# The roll-up comparison: rounds of roll-ups off and on (same seed, new tenants), alternating
-# which goes first, as the database grows from run to run; ANALYZE after each run. Prints one
-# line per run ("off <demo line>" / "on <demo line>").
+# CPU ms over several demo lines, summed.
+cpu_sum() {
+  local line ms=0
+  for line in "$@"; do ms=$((ms + $(field cpu_ms "$line"))); done
+  echo "$ms"
+}
+
+# The roll-up comparison: rounds of roll-ups off and on (same seed, new tenants). Each run adds
+# to the database and later runs cost more, so the order goes off-on, on-off, on-off, off-on
+# (ABBA: a steady trend falls on both alike). Autovacuum is paused for the comparison and each
+# run starts after VACUUM ANALYZE and a checkpoint, so a vacuum of the whole event table left
+# by an earlier run is not charged to whichever run it happens to meet. Prints one line per
+# run ("off <demo line>" / "on <demo line>").
 rollup_rounds() {
   local i
+  psql_ -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
   for i in $(seq "$ROUNDS"); do
     say "round $i of $ROUNDS: roll-ups off and on, $COMPARE events each"
-    if [ $((i % 2)) = 1 ]; then rollups_off_run "$i"; rollups_on_run "$i"
-    else rollups_on_run "$i"; rollups_off_run "$i"; fi
+    case $((i % 4)) in
+      1|0) rollups_off_run "$i"; rollups_on_run "$i" ;;
+      *) rollups_on_run "$i"; rollups_off_run "$i" ;;
+    esac
   done
+  psql_ -c "ALTER SYSTEM RESET autovacuum" -c "SELECT pg_reload_conf()" >/dev/null
 }
 rollups_off_run() {
+  psql_ -c "VACUUM ANALYZE" >/dev/null
   bench_rollups_off
   echo "off $(demo "$(tenant "bench-norollup-$1")" 3 "$COMPARE")"
   bench_derive_restore
-  psql_ -c ANALYZE >/dev/null
 }
 rollups_on_run() {
+  psql_ -c "VACUUM ANALYZE" >/dev/null
   echo "on $(demo "$(tenant "bench-on-$1")" 3 "$COMPARE")"
-  psql_ -c ANALYZE >/dev/null
 }
 
 verdict() { if awk -v ok="$1" 'BEGIN { exit !ok }'; then echo met; else echo MISSED; fi; }
@@ -116,7 +145,7 @@ reads() {
 }
 
 main() {
-  local off on big r key m f t cost rcost runs roff ron l
+  local off on big r key m f t cost rcost runs roff ron l coff con ccost
   local -a offs ons
   start_database
   bench_start_circad
@@ -145,6 +174,8 @@ main() {
   cost=$(pct_slower "$off" "$on")
   roff=$(pooled "${offs[@]}"); ron=$(pooled "${ons[@]}")
   rcost=$(awk -v a="$roff" -v b="$ron" 'BEGIN { printf "%.1f", (a > 0 ? 100 * (a - b) / a : 0) }')
+  coff=$(cpu_sum "${offs[@]}"); con=$(cpu_sum "${ons[@]}")
+  ccost=$(awk -v a="$coff" -v b="$con" 'BEGIN { printf "%.1f", (b > 0 ? 100 * (1 - a / b) : 0) }')
   {
     machine; echo
     echo "ingest derive=off $off"
@@ -153,6 +184,7 @@ main() {
     echo "ingest big       $big"
     echo "$m"; echo "$f"; echo "$t"; echo
     echo "roll-up cost on ingest: $rcost % ($ron vs $roff events/s with only the roll-ups off; $ROUNDS rounds of $COMPARE events each way, pooled; per round: $(for i in "${!ons[@]}"; do printf '%s ' "$(pct_slower "${offs[$i]}" "${ons[$i]}")"; done)%)"
+    echo "roll-up cost in CPU: $ccost % (circad and PostgreSQL: $con ms with the roll-ups, $coff ms without, same events; per round: $(for i in "${!ons[@]}"; do awk -v a="$(field cpu_ms "${offs[$i]}")" -v b="$(field cpu_ms "${ons[$i]}")" 'BEGIN { printf "%.1f ", (b > 0 ? 100 * (1 - a / b) : 0) }'; done)%)"
     echo "cost of all derived state on ingest: $cost % ($(field events_per_s "$on") vs $(field events_per_s "$off") events/s with the derive step off)"
     echo "target /v1/metrics p99 < 50 ms: $(verdict "$(awk -v p="$(field p99_ms "$m")" 'BEGIN{print (p < 50)}')")"
     if awk -v c="$rcost" 'BEGIN { exit !(c < 0) }'; then
