@@ -78,11 +78,11 @@ demo() {
   echo "$line cpu_ms=$(( ($(cpu_ticks) - t0) * 1000 / $(getconf CLK_TCK) ))"
 }
 
+# How much smaller b is than a, in percent of a.
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a > 0 ? 100 * (a - b) / a : 0) }'; }
+
 # How much slower the second demo line's events/s is than the first's, in percent.
-pct_slower() {
-  awk -v a="$(field events_per_s "$1")" -v b="$(field events_per_s "$2")" \
-    'BEGIN { printf "%.1f", (a > 0 ? 100 * (a - b) / a : 0) }'
-}
+pct_slower() { pct "$(field events_per_s "$1")" "$(field events_per_s "$2")"; }
 
 # events/s over several demo lines: all their events (and replacements) over all their seconds.
 pooled() {
@@ -173,9 +173,9 @@ main() {
   m=$(echo "$r" | grep scenario=metrics); f=$(echo "$r" | grep scenario=flows); t=$(echo "$r" | grep scenario=trace10)
   cost=$(pct_slower "$off" "$on")
   roff=$(pooled "${offs[@]}"); ron=$(pooled "${ons[@]}")
-  rcost=$(awk -v a="$roff" -v b="$ron" 'BEGIN { printf "%.1f", (a > 0 ? 100 * (a - b) / a : 0) }')
+  rcost=$(pct "$roff" "$ron")
   coff=$(cpu_sum "${offs[@]}"); con=$(cpu_sum "${ons[@]}")
-  ccost=$(awk -v a="$coff" -v b="$con" 'BEGIN { printf "%.1f", (b > 0 ? 100 * (1 - a / b) : 0) }')
+  ccost=$(pct "$con" "$coff")   # the share of the CPU with roll-ups that they took
   {
     machine; echo
     echo "ingest derive=off $off"
@@ -184,7 +184,7 @@ main() {
     echo "ingest big       $big"
     echo "$m"; echo "$f"; echo "$t"; echo
     echo "roll-up cost on ingest: $rcost % ($ron vs $roff events/s with only the roll-ups off; $ROUNDS rounds of $COMPARE events each way, pooled; per round: $(for i in "${!ons[@]}"; do printf '%s ' "$(pct_slower "${offs[$i]}" "${ons[$i]}")"; done)%)"
-    echo "roll-up cost in CPU: $ccost % (circad and PostgreSQL: $con ms with the roll-ups, $coff ms without, same events; per round: $(for i in "${!ons[@]}"; do awk -v a="$(field cpu_ms "${offs[$i]}")" -v b="$(field cpu_ms "${ons[$i]}")" 'BEGIN { printf "%.1f ", (b > 0 ? 100 * (1 - a / b) : 0) }'; done)%)"
+    echo "roll-up cost in CPU: $ccost % (circad and PostgreSQL: $con ms with the roll-ups, $coff ms without, same events; per round: $(for i in "${!ons[@]}"; do printf '%s ' "$(pct "$(field cpu_ms "${ons[$i]}")" "$(field cpu_ms "${offs[$i]}")")"; done)%)"
     echo "cost of all derived state on ingest: $cost % ($(field events_per_s "$on") vs $(field events_per_s "$off") events/s with the derive step off)"
     echo "target /v1/metrics p99 < 50 ms: $(verdict "$(awk -v p="$(field p99_ms "$m")" 'BEGIN{print (p < 50)}')")"
     if awk -v c="$rcost" 'BEGIN { exit !(c < 0) }'; then
